@@ -1,0 +1,108 @@
+/* Scores movie lists with a tfrank SavedModel through the TensorFlow C API, the way TF Serving loads it.
+ *
+ * Loads the SavedModel with tag "serve" via TF_LoadSessionFromSavedModel (which restores the variables and runs the
+ * init op that fills the lookup tables), feeds int64 user ids [batch] and movie ids [batch, list_size] to the
+ * signature's input tensors and prints the float scores, one per line, row-major.
+ *
+ * Usage:
+ *   serve_saved_model EXPORT_DIR USER_TENSOR MOVIE_TENSOR SCORES_TENSOR BATCH LIST_SIZE
+ *                     USER_ID x BATCH  MOVIE_ID x (BATCH * LIST_SIZE)
+ * Tensor names are "operation:index" as written in the signature def, e.g. serving_default_user_id:0.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensorflow/c/c_api.h"
+
+static void die_if_failed(TF_Status* status, const char* what) {
+  if (TF_GetCode(status) != TF_OK) {
+    fprintf(stderr, "%s failed: %s\n", what, TF_Message(status));
+    exit(1);
+  }
+}
+
+/* Splits "name:index" into the graph operation and output index. */
+static TF_Output find_output(TF_Graph* graph, const char* tensor_name) {
+  char op_name[512];
+  int index = 0;
+  const char* colon = strrchr(tensor_name, ':');
+  size_t length = colon ? (size_t)(colon - tensor_name) : strlen(tensor_name);
+  if (length >= sizeof(op_name)) {
+    fprintf(stderr, "tensor name too long: %s\n", tensor_name);
+    exit(2);
+  }
+  memcpy(op_name, tensor_name, length);
+  op_name[length] = '\0';
+  if (colon) index = atoi(colon + 1);
+  TF_Operation* operation = TF_GraphOperationByName(graph, op_name);
+  if (operation == NULL) {
+    fprintf(stderr, "no operation %s in the graph (from tensor %s)\n", op_name, tensor_name);
+    exit(1);
+  }
+  TF_Output output = {operation, index};
+  return output;
+}
+
+static TF_Tensor* int64_tensor(const int64_t* dims, int num_dims, char** values, int64_t count) {
+  TF_Tensor* tensor = TF_AllocateTensor(TF_INT64, dims, num_dims, (size_t)count * sizeof(int64_t));
+  int64_t* data = (int64_t*)TF_TensorData(tensor);
+  for (int64_t i = 0; i < count; ++i) data[i] = strtoll(values[i], NULL, 10);
+  return tensor;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 7) {
+    fprintf(stderr,
+            "usage: %s EXPORT_DIR USER_TENSOR MOVIE_TENSOR SCORES_TENSOR BATCH LIST_SIZE USER_IDS... MOVIE_IDS...\n",
+            argv[0]);
+    return 2;
+  }
+  const char* export_dir = argv[1];
+  int64_t batch = strtoll(argv[5], NULL, 10);
+  int64_t list_size = strtoll(argv[6], NULL, 10);
+  if (argc != 7 + batch + batch * list_size) {
+    fprintf(stderr, "expected %lld user ids and %lld movie ids, got %d values\n", (long long)batch,
+            (long long)(batch * list_size), argc - 7);
+    return 2;
+  }
+
+  TF_Status* status = TF_NewStatus();
+  TF_Graph* graph = TF_NewGraph();
+  TF_SessionOptions* session_options = TF_NewSessionOptions();
+  const char* tags[] = {"serve"};
+  TF_Session* session =
+      TF_LoadSessionFromSavedModel(session_options, NULL, export_dir, tags, 1, graph, NULL, status);
+  die_if_failed(status, "TF_LoadSessionFromSavedModel");
+
+  TF_Output inputs[2] = {find_output(graph, argv[2]), find_output(graph, argv[3])};
+  TF_Output outputs[1] = {find_output(graph, argv[4])};
+  int64_t user_dims[1] = {batch};
+  int64_t movie_dims[2] = {batch, list_size};
+  TF_Tensor* input_values[2] = {int64_tensor(user_dims, 1, argv + 7, batch),
+                                int64_tensor(movie_dims, 2, argv + 7 + batch, batch * list_size)};
+  TF_Tensor* output_values[1] = {NULL};
+
+  TF_SessionRun(session, NULL, inputs, input_values, 2, outputs, output_values, 1, NULL, 0, NULL, status);
+  die_if_failed(status, "TF_SessionRun");
+
+  if (TF_TensorType(output_values[0]) != TF_FLOAT) {
+    fprintf(stderr, "scores have dtype %d, expected TF_FLOAT\n", (int)TF_TensorType(output_values[0]));
+    return 1;
+  }
+  const float* scores = (const float*)TF_TensorData(output_values[0]);
+  int64_t num_scores = (int64_t)(TF_TensorByteSize(output_values[0]) / sizeof(float));
+  for (int64_t i = 0; i < num_scores; ++i) printf("%.9g\n", scores[i]);
+
+  TF_DeleteTensor(output_values[0]);
+  TF_DeleteTensor(input_values[0]);
+  TF_DeleteTensor(input_values[1]);
+  TF_CloseSession(session, status);
+  die_if_failed(status, "TF_CloseSession");
+  TF_DeleteSession(session, status);
+  TF_DeleteSessionOptions(session_options);
+  TF_DeleteGraph(graph);
+  TF_DeleteStatus(status);
+  return 0;
+}

@@ -1,0 +1,262 @@
+"""Tests for tfrank.data.lists: the hash split, seeded per-user list sampling, and list batching."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrank.data import batch_lists, load_ratings, sample_lists, split, synthetic
+from tfrank.ops import PADDING_ID, PADDING_LABEL
+
+
+def _ratings_columns(dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+    if dataset.element_spec["user_id"].shape.rank == 0:
+        dataset = dataset.batch(65536)
+    batches = list(dataset.as_numpy_iterator())
+    return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+
+
+def _lists(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_id [L], movie_id [L, k], labels [L, k]) of fixed-size lists, from elements or batches."""
+    if dataset.element_spec[1].shape.rank == 1:
+        dataset = dataset.batch(65536)
+    users, movies, labels = [], [], []
+    for features, batch_labels in dataset.as_numpy_iterator():
+        users.append(features["user_id"]), movies.append(features["movie_id"]), labels.append(batch_labels)
+    return np.concatenate(users), np.concatenate(movies), np.concatenate(labels)
+
+
+@pytest.fixture(scope="module")
+def small_ratings() -> dict[str, np.ndarray]:
+    """Synthetic ratings where some users have fewer than 10 ratings."""
+    return synthetic.generate_ratings(num_users=80, num_movies=400, num_ratings=2400, seed=3, min_ratings_per_user=3)
+
+
+@pytest.fixture(scope="module")
+def ml100k_columns(movielens_dir) -> dict[str, np.ndarray]:
+    return next(load_ratings("100k", source=movielens_dir, batch_size=1 << 20).as_numpy_iterator())
+
+
+# --- split
+
+
+def test_split_parts_are_disjoint_and_cover_every_rating(movielens_dir, ml100k_columns):
+    parts = split(load_ratings("100k", source=movielens_dir, batch_size=8192), (0.7, 0.15, 0.15), seed=42)
+    columns = [_ratings_columns(p) for p in parts]
+    keys = [c["user_id"] * 10_000 + c["movie_id"] for c in columns]
+    all_keys = ml100k_columns["user_id"] * 10_000 + ml100k_columns["movie_id"]
+    assert sum(len(k) for k in keys) == 100_000
+    assert np.array_equal(np.sort(np.concatenate(keys)), np.sort(all_keys))
+    for size, expected in zip(map(len, keys), (70_000, 15_000, 15_000)):
+        assert abs(size - expected) < 800
+
+
+def test_split_is_the_same_for_elements_and_batches(small_ratings):
+    per_element = split(tf.data.Dataset.from_tensor_slices(small_ratings), (0.5, 0.5), seed=7)
+    batched = split(tf.data.Dataset.from_tensor_slices(small_ratings).batch(333), (0.5, 0.5), seed=7)
+    for a, b in zip(per_element, batched):
+        a, b = _ratings_columns(a), _ratings_columns(b)
+        np.testing.assert_array_equal(a["movie_id"], b["movie_id"])
+        np.testing.assert_array_equal(a["user_rating"], b["user_rating"])
+
+
+def test_split_depends_on_the_seed_not_on_the_order(small_ratings):
+    order = np.random.default_rng(0).permutation(len(small_ratings["user_id"]))
+    shuffled = {k: v[order] for k, v in small_ratings.items()}
+    train = _ratings_columns(split(tf.data.Dataset.from_tensor_slices(small_ratings), seed=1)[0])
+    train_shuffled = _ratings_columns(split(tf.data.Dataset.from_tensor_slices(shuffled), seed=1)[0])
+    train_other_seed = _ratings_columns(split(tf.data.Dataset.from_tensor_slices(small_ratings), seed=2)[0])
+
+    def pairs(c):
+        return set(zip(c["user_id"].tolist(), c["movie_id"].tolist()))
+
+    assert pairs(train) == pairs(train_shuffled)
+    assert pairs(train) != pairs(train_other_seed)
+
+
+@pytest.mark.parametrize("fractions", [(0.7, 0.2), (0.5, 0.6, -0.1), ()])
+def test_split_rejects_fractions_that_do_not_sum_to_one(fractions):
+    with pytest.raises(ValueError, match=r"fractions=.*must be positive and sum to 1"):
+        split(tf.data.Dataset.from_tensor_slices({"user_id": [1], "movie_id": [2]}), fractions)
+
+
+# --- sample_lists on MovieLens 100K
+
+
+@pytest.fixture(scope="module")
+def ml100k_lists(movielens_dir):
+    ratings = load_ratings("100k", source=movielens_dir, batch_size=8192)
+    return _lists(sample_lists(ratings, list_size=5, num_lists_per_user=50, seed=11, batch_size=4096))
+
+
+def test_every_list_is_of_one_user_with_distinct_rated_movies_and_their_labels(ml100k_columns, ml100k_lists):
+    users, movies, labels = ml100k_lists
+    assert movies.shape == (943 * 50, 5) and labels.shape == (943 * 50, 5)
+    # Look every (user, movie) of every list up among the user's ratings.
+    rated_keys = ml100k_columns["user_id"] * 10_000 + ml100k_columns["movie_id"]
+    order = np.argsort(rated_keys)
+    list_keys = users[:, None] * 10_000 + movies
+    found = np.searchsorted(rated_keys[order], list_keys)
+    assert np.array_equal(rated_keys[order][found], list_keys)  # each movie was rated by the list's user
+    expected_labels = (ml100k_columns["user_rating"][order][found] - 1.0) / 4.0
+    np.testing.assert_allclose(labels, expected_labels)
+    sorted_movies = np.sort(movies, axis=1)
+    assert np.all(sorted_movies[:, 1:] != sorted_movies[:, :-1])  # distinct within a list
+
+
+def test_each_user_gets_exactly_num_lists_per_user(ml100k_lists):
+    users, _, _ = ml100k_lists
+    ids, counts = np.unique(users, return_counts=True)
+    assert len(ids) == 943 and np.all(counts == 50)
+
+
+def test_same_seed_gives_the_same_bytes_and_another_seed_other_lists(movielens_dir, ml100k_lists):
+    ratings = load_ratings("100k", source=movielens_dir, batch_size=30_000)  # other batches, same lists
+    again = _lists(sample_lists(ratings, list_size=5, num_lists_per_user=50, seed=11))
+    for a, b in zip(ml100k_lists, again):
+        assert a.tobytes() == b.tobytes()
+    other = _lists(sample_lists(ratings, list_size=5, num_lists_per_user=50, seed=12))
+    assert np.array_equal(other[0], again[0])
+    assert np.mean(np.any(other[1] != again[1], axis=1)) > 0.9
+
+
+# --- sample_lists on synthetic data
+
+
+def test_users_below_min_list_size_are_dropped(small_ratings):
+    ids, counts = np.unique(small_ratings["user_id"], return_counts=True)
+    assert np.any(counts < 10) and np.any(counts >= 10)
+    users, movies, _ = _lists(sample_lists(
+        tf.data.Dataset.from_tensor_slices(small_ratings), list_size=4, num_lists_per_user=3, min_list_size=10
+    ))  # fmt: skip
+    kept, lists_per_user = np.unique(users, return_counts=True)
+    np.testing.assert_array_equal(kept, ids[counts >= 10])
+    assert np.all(lists_per_user == 3) and movies.shape == (3 * len(kept), 4)
+
+
+def test_lists_of_a_user_do_not_depend_on_other_users_or_user_order(small_ratings):
+    blocks = np.split(np.arange(len(small_ratings["user_id"])),
+                      np.flatnonzero(np.diff(small_ratings["user_id"])) + 1)  # fmt: skip
+    reversed_users = np.concatenate(blocks[::-1])  # users in reverse order, each user's ratings in order
+    reordered = {k: v[reversed_users] for k, v in small_ratings.items()}
+    a = _lists(sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), 3, 4, 3, seed=5))
+    b = _lists(sample_lists(tf.data.Dataset.from_tensor_slices(reordered).batch(64), 3, 4, 3, seed=5))
+    order_a, order_b = np.argsort(a[0], kind="stable"), np.argsort(b[0], kind="stable")
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x[order_a], y[order_b])
+
+
+def test_every_movie_and_every_position_is_drawn_about_equally():
+    ratings = {
+        "user_id": np.full(6, 42, np.int64),
+        "movie_id": np.arange(100, 106, dtype=np.int64),
+        "user_rating": np.array([1, 2, 3, 4, 5, 5], np.float32),
+    }
+    _, movies, _ = _lists(sample_lists(tf.data.Dataset.from_tensor_slices(ratings), 5, 3000, 5, seed=0))
+    left_out = 6 * 3000 - np.bincount((movies - 100).ravel(), minlength=6) * 6 / 5
+    assert np.all(np.abs(np.bincount((movies - 100).ravel(), minlength=6) / (3000 * 5) - 1 / 6) < 0.02), left_out
+    for position in range(5):
+        share = np.bincount(movies[:, position] - 100, minlength=6) / 3000
+        assert np.all(np.abs(share - 1 / 6) < 0.04)
+
+
+def test_full_lists_hold_all_of_each_users_ratings(small_ratings):
+    lists = sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), list_size=None, min_list_size=1)
+    assert lists.element_spec[0]["movie_id"].shape.as_list() == [None]
+    assert lists.element_spec[1].shape.as_list() == [None]
+    got = list(lists.as_numpy_iterator())
+    users = small_ratings["user_id"]
+    assert [f["user_id"] for f, _ in got] == np.unique(users).tolist()
+    for features, labels in got:
+        mine = users == features["user_id"]
+        np.testing.assert_array_equal(features["movie_id"], small_ratings["movie_id"][mine])
+        np.testing.assert_allclose(labels, (small_ratings["user_rating"][mine] - 1) / 4)
+
+
+def test_full_lists_in_batches_are_ragged(small_ratings):
+    batches = sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), None, min_list_size=1, batch_size=32)
+    first = next(iter(batches))
+    assert isinstance(first[1], tf.RaggedTensor) and first[1].shape[0] == 32
+    assert sum(int(labels.nrows()) for _, labels in batches) == 80
+
+
+def test_half_star_labels_are_floored_at_zero_not_padding():
+    ratings = {"user_id": np.ones(3, np.int64), "movie_id": np.arange(3, dtype=np.int64),
+               "user_rating": np.array([0.5, 1.0, 5.0], np.float32)}  # fmt: skip
+    (_, movies, labels) = _lists(sample_lists(tf.data.Dataset.from_tensor_slices(ratings), 3, 1, 3))
+    np.testing.assert_array_equal(labels[0][np.argsort(movies[0])], [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"list_size": 0}, r"list_size=0: must be >= 1"),
+        ({"num_lists_per_user": 0}, r"num_lists_per_user=0: must be >= 1"),
+        ({"list_size": None, "min_list_size": 0}, r"min_list_size=0: must be >= 1"),
+        ({"list_size": 5, "min_list_size": 3}, r"min_list_size=3 < list_size=5.*set min_list_size >= 5"),
+        ({"batch_size": 0}, r"batch_size=0: must be >= 1"),
+    ],
+)
+def test_sample_lists_rejects_bad_arguments(kwargs, message):
+    ratings = tf.data.Dataset.from_tensor_slices({"user_id": [1], "movie_id": [2], "user_rating": [3.0]})
+    with pytest.raises(ValueError, match=message):
+        sample_lists(ratings, **kwargs)
+
+
+def test_no_ratings_give_no_lists():
+    empty = tf.data.Dataset.from_tensor_slices(
+        {"user_id": np.zeros(0, np.int64), "movie_id": np.zeros(0, np.int64), "user_rating": np.zeros(0, np.float32)}
+    )
+    assert list(sample_lists(empty)) == []
+
+
+# --- batch_lists
+
+
+def _variable_lists() -> tf.data.Dataset:
+    def gen():
+        for user, n in ((1, 3), (2, 1), (3, 2)):
+            features = {"user_id": np.int64(user), "movie_id": np.arange(n, dtype=np.int64) + 10}
+            yield features, np.full(n, 0.5, np.float32)
+
+    spec = ({"user_id": tf.TensorSpec([], tf.int64), "movie_id": tf.TensorSpec([None], tf.int64)},
+            tf.TensorSpec([None], tf.float32))  # fmt: skip
+    return tf.data.Dataset.from_generator(gen, output_signature=spec)
+
+
+def test_padded_batches_pad_to_the_longest_list_with_padding_id_and_label():
+    features, labels = next(iter(batch_lists(_variable_lists(), 2)))
+    np.testing.assert_array_equal(features["movie_id"], [[10, 11, 12], [10, PADDING_ID, PADDING_ID]])
+    np.testing.assert_array_equal(labels, [[0.5, 0.5, 0.5], [0.5, PADDING_LABEL, PADDING_LABEL]])
+    np.testing.assert_array_equal(features["user_id"], [1, 2])
+
+
+def test_padded_batches_pad_to_a_fixed_size_and_reject_longer_lists():
+    features, labels = next(iter(batch_lists(_variable_lists().skip(1), 2, pad_to=4)))
+    np.testing.assert_array_equal(labels, [[0.5, -1, -1, -1], [0.5, 0.5, -1, -1]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"longer than pad_to=2"):
+        list(batch_lists(_variable_lists(), 2, pad_to=2))
+
+
+def test_ragged_batches_and_drop_remainder():
+    batches = list(batch_lists(_variable_lists(), 2, ragged=True, drop_remainder=True))
+    assert len(batches) == 1
+    features, labels = batches[0]
+    assert isinstance(labels, tf.RaggedTensor)
+    assert labels.row_lengths().numpy().tolist() == [3, 1]
+
+
+def test_fixed_size_lists_batch_as_dense_tensors(small_ratings):
+    lists = sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), 3, 2, 3, seed=1)
+    features, labels = next(iter(batch_lists(lists, 16)))
+    assert features["movie_id"].shape == (16, 3) and labels.shape == (16, 3)
+    same, same_labels = next(iter(sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), 3, 2, 3, seed=1,
+                                               batch_size=16)))  # fmt: skip
+    np.testing.assert_array_equal(features["movie_id"], same["movie_id"])
+    np.testing.assert_array_equal(labels, same_labels)
+
+
+def test_batch_lists_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"batch_size=0: must be >= 1"):
+        batch_lists(_variable_lists(), 0)
+    with pytest.raises(ValueError, match=r"pad_to=3: must be >= 1 and only with ragged=False"):
+        batch_lists(_variable_lists(), 2, ragged=True, pad_to=3)

@@ -1,0 +1,92 @@
+"""Tests for tfrank.data.synthetic: the shape of the generated ratings and the ml-25m style files."""
+
+import numpy as np
+import pytest
+
+from tfrank.data import load_movies, load_ratings, synthetic
+
+
+@pytest.fixture(scope="module")
+def ratings() -> dict[str, np.ndarray]:
+    return synthetic.generate_ratings(num_users=300, num_movies=1500, num_ratings=30_000, seed=0)
+
+
+def test_sizes_ids_and_value_ranges(ratings):
+    assert all(len(column) == 30_000 for column in ratings.values())
+    assert ratings["user_id"].dtype == np.int64 and ratings["user_rating"].dtype == np.float32
+    assert ratings["user_id"].min() == 1 and ratings["user_id"].max() == 300
+    assert 1 <= ratings["movie_id"].min() and ratings["movie_id"].max() <= 1500
+    assert set(np.unique(ratings["user_rating"])) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert np.all(ratings["timestamp"] >= 789_652_009)
+
+
+def test_every_user_has_at_least_20_distinct_movies(ratings):
+    keys = ratings["user_id"] * 10_000 + ratings["movie_id"]
+    assert len(np.unique(keys)) == len(keys)
+    assert np.all(np.diff(keys) > 0)  # sorted by user, then movie
+    assert np.bincount(ratings["user_id"])[1:].min() >= 20
+
+
+def test_movie_popularity_and_user_activity_are_long_tailed(ratings):
+    per_movie = np.sort(np.bincount(ratings["movie_id"], minlength=1501)[1:])[::-1]
+    assert per_movie[:150].sum() > 0.35 * per_movie.sum()  # the top 10% of movies
+    per_user = np.bincount(ratings["user_id"])[1:]
+    assert per_user.max() > 4 * np.median(per_user)
+
+
+def test_ratings_carry_a_learnable_movie_signal(ratings):
+    # Movie means learned on even rows predict odd rows better than the global mean.
+    train = np.arange(len(ratings["movie_id"])) % 2 == 0
+    movies, stars = ratings["movie_id"], ratings["user_rating"]
+    sums = np.bincount(movies[train], weights=stars[train], minlength=1501)
+    counts = np.bincount(movies[train], minlength=1501)
+    global_mean = stars[train].mean()
+    movie_mean = np.where(counts > 0, (sums + 5 * global_mean) / (counts + 5), global_mean)
+    test_stars = stars[~train]
+    baseline = np.mean((test_stars - global_mean) ** 2)
+    assert np.mean((test_stars - movie_mean[movies[~train]]) ** 2) < 0.85 * baseline
+
+
+def test_same_seed_same_ratings_other_seed_other_ratings(ratings):
+    again = synthetic.generate_ratings(num_users=300, num_movies=1500, num_ratings=30_000, seed=0)
+    other = synthetic.generate_ratings(num_users=300, num_movies=1500, num_ratings=30_000, seed=1)
+    for key in ratings:
+        assert ratings[key].tobytes() == again[key].tobytes()
+    assert not np.array_equal(ratings["movie_id"], other["movie_id"])
+
+
+def test_csv_files_read_back_as_the_generated_ratings(tmp_path):
+    directory = synthetic.write_movielens_csv(tmp_path / "syn", num_users=50, num_movies=400, num_ratings=2000, seed=4)
+    assert (directory / "ratings.csv").read_text().splitlines()[0] == "userId,movieId,rating,timestamp"
+    expected = synthetic.generate_ratings(num_users=50, num_movies=400, num_ratings=2000, seed=4)
+    read = next(load_ratings("25m", source=directory, batch_size=10_000).as_numpy_iterator())
+    for key in expected:
+        np.testing.assert_array_equal(read[key], expected[key])
+    movies = list(load_movies("25m", source=directory).as_numpy_iterator())
+    assert len(movies) == 400
+    titles = {int(m["movie_id"]): m["movie_title"].decode("utf-8") for m in movies}
+    assert titles[7].startswith("Synthetic Film 7, The (")  # quoted in the file: it has a comma
+    assert titles[11].startswith("Café Synthétique 11 (")
+
+
+def test_ratings_dataset_has_the_ratings_schema():
+    dataset = synthetic.ratings_dataset(num_users=10, num_movies=100, num_ratings=300, seed=0)
+    spec = load_ratings.__doc__  # the schema documented on load_ratings
+    assert "user_rating" in spec
+    assert {k: (v.dtype.name, v.shape.rank) for k, v in dataset.element_spec.items()} == {
+        "user_id": ("int64", 0), "movie_id": ("int64", 0), "user_rating": ("float32", 0), "timestamp": ("int64", 0)
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ((0, 100, 100), r"num_users=0: must be >= 1"),
+        ((10, 10, 150), r"num_movies=10: must be >= min_ratings_per_user=20"),
+        ((10, 100, 150), r"num_ratings=150: must be >= num_users \* min_ratings_per_user = 200"),
+        ((10, 100, 600), r"num_ratings=600: must be <= num_users \* num_movies / 2 = 500"),
+    ],
+)
+def test_impossible_sizes_are_rejected(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic.generate_ratings(*sizes)

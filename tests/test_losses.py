@@ -1,0 +1,457 @@
+"""Behaviour of tfrank.losses: docstring examples, hand-computed values, padding, ragged input, gradients, bad
+input, the registry, serialisation and Keras training. TF Ranking equality lives in test_losses_tfr.py."""
+
+import doctest
+import importlib
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrank import losses, ops
+
+ALL_LOSSES = [
+    losses.PairwiseHingeLoss,
+    losses.PairwiseLogisticLoss,
+    losses.PairwiseSoftZeroOneLoss,
+    losses.PairwiseMSELoss,
+    losses.SoftmaxLoss,
+    losses.UniqueSoftmaxLoss,
+    losses.ListMLELoss,
+    losses.ApproxNDCGLoss,
+    losses.ApproxMRRLoss,
+    losses.SigmoidCrossEntropyLoss,
+    losses.MeanSquaredLoss,
+    losses.GumbelApproxNDCGLoss,
+]
+LOSS_IDS = [cls.__name__ for cls in ALL_LOSSES]
+
+
+def _value_and_grad(loss, labels, scores, weights=None):
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(scores)
+        value = loss(tf.constant(labels, tf.float32), scores, weights)
+    return value.numpy(), tape.gradient(value, scores).numpy()
+
+
+# --- docstring examples -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["tfrank.losses", "tfrank.losses.pointwise", "tfrank.losses.pairwise", "tfrank.losses.listwise",
+     "tfrank.losses.lambda_weights"],
+)
+def test_docstring_examples_run(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+# --- hand-computed values ------------------------------------------------------------------------------------------
+
+
+def test_pairwise_hinge_by_hand():
+    # Pairs (0 over 1): 1 - (0.5 - 1.0) = 1.5; (0 over 2): 1 - (0.5 - 0.0) = 0.5; (1 over 2): 1 - 1.0 = 0 -> 0.
+    value, _ = _value_and_grad(losses.PairwiseHingeLoss(), [[2.0, 1.0, 0.0]], [[0.5, 1.0, 0.0]])
+    assert value == pytest.approx(2.0 / 3.0)
+
+
+def test_pairwise_logistic_by_hand():
+    value, _ = _value_and_grad(losses.PairwiseLogisticLoss(), [[1.0, 0.0]], [[0.0, 0.0]])
+    assert value == pytest.approx(math.log(2.0) / 2.0)
+
+
+def test_softmax_by_hand():
+    value, _ = _value_and_grad(losses.SoftmaxLoss(), [[1.0, 0.0, 1.0]], [[0.0, 0.0, 0.0]])
+    # Target (1/2, 0, 1/2), uniform softmax: cross-entropy log 3, list weight 2, one list.
+    assert value == pytest.approx(2.0 * math.log(3.0))
+
+
+def test_list_mle_by_hand():
+    # Order by labels: item 1 (s=2), item 0 (s=1): -log(e^2 / (e^2 + e^1)) - log(1) = log(1 + e^-1).
+    value, _ = _value_and_grad(losses.ListMLELoss(), [[0.0, 1.0]], [[1.0, 2.0]])
+    assert value == pytest.approx(math.log(1.0 + math.exp(-1.0)), rel=1e-6)
+
+
+def test_approx_ndcg_is_minus_one_for_a_confident_perfect_ranking():
+    value, _ = _value_and_grad(losses.ApproxNDCGLoss(temperature=0.01), [[2.0, 1.0, 0.0]], [[3.0, 2.0, 1.0]])
+    assert value == pytest.approx(-1.0, abs=1e-4)
+
+
+def _numpy_references():
+    """Independent numpy definitions of several losses on lists without padding or label ties."""
+
+    def hinge(y, s):
+        return sum(max(0.0, 1.0 - (s[i] - s[j])) for i in range(len(y)) for j in range(len(y)) if y[i] > y[j])
+
+    def logistic(y, s):
+        return sum(math.log1p(math.exp(-(s[i] - s[j]))) for i in range(len(y)) for j in range(len(y)) if y[i] > y[j])
+
+    def softmax(y, s):
+        p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+        return -(y / y.sum() * np.log(p)).sum() * y.sum()
+
+    def list_mle(y, s):
+        ordered = s[np.argsort(-y)]
+        return sum(np.log(np.exp(ordered[k:]).sum()) - ordered[k] for k in range(len(y)))
+
+    def approx_ndcg(y, s, temperature=0.1):
+        ranks = 1.0 + np.array([sum(1.0 / (1.0 + np.exp(-(s[j] - s[i]) / temperature))
+                                    for j in range(len(s)) if j != i) for i in range(len(s))])
+        gains = 2.0 ** y - 1.0
+        ideal = (np.sort(gains)[::-1] / np.log1p(np.arange(1, len(y) + 1))).sum()
+        return -(gains / np.log1p(ranks)).sum() / ideal
+
+    return {
+        "PairwiseHingeLoss": (hinge, "item"),
+        "PairwiseLogisticLoss": (logistic, "item"),
+        "SoftmaxLoss": (softmax, "list"),
+        "ListMLELoss": (list_mle, "list"),
+        "ApproxNDCGLoss": (approx_ndcg, "list"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_numpy_references()))
+def test_matches_a_tie_free_numpy_definition(name):
+    reference, divisor = _numpy_references()[name]
+    rng = np.random.default_rng(3)
+    labels = np.stack([rng.permutation(5) for _ in range(4)]).astype(np.float32)
+    scores = rng.normal(size=(4, 5)).astype(np.float32)
+    expected = sum(reference(y.astype(np.float64), s.astype(np.float64)) for y, s in zip(labels, scores))
+    expected /= labels.size if divisor == "item" else len(labels)
+    value, _ = _value_and_grad(getattr(losses, name)(), labels, scores)
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+# --- padding, ragged input, weights ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES, ids=LOSS_IDS)
+def test_ragged_batch_equals_its_padded_twin(cls):
+    rng = np.random.default_rng(5)
+    lengths = [4, 2, 3]
+    labels = [rng.permutation(n).astype(np.float32).tolist() for n in lengths]
+    scores = [rng.normal(size=n).astype(np.float32).tolist() for n in lengths]
+    weights = [rng.uniform(0.5, 2.0, n).astype(np.float32).tolist() for n in lengths]
+    dense_labels = [row + [-1.0] * (4 - len(row)) for row in labels]
+    dense_scores = [row + [7.0] * (4 - len(row)) for row in scores]  # padded scores must not matter
+    dense_weights = [row + [0.0] * (4 - len(row)) for row in weights]
+
+    ragged_scores = tf.ragged.constant(scores)
+    with tf.GradientTape() as tape:
+        tape.watch(ragged_scores.flat_values)
+        ragged_value = cls(ragged=True)(tf.ragged.constant(labels), ragged_scores, tf.ragged.constant(weights))
+    ragged_grad = tf.convert_to_tensor(tape.gradient(ragged_value, ragged_scores.flat_values)).numpy()
+    dense_value, dense_grad = _value_and_grad(cls(), dense_labels, dense_scores, tf.constant(dense_weights))
+
+    assert ragged_value.numpy() == pytest.approx(dense_value, rel=1e-5, abs=1e-6)
+    valid_grad = np.concatenate([dense_grad[i, :n] for i, n in enumerate(lengths)])
+    np.testing.assert_allclose(ragged_grad, valid_grad, rtol=1e-4, atol=1e-6)
+    padded_grad = np.concatenate([dense_grad[i, n:] for i, n in enumerate(lengths)])
+    np.testing.assert_allclose(padded_grad, 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES, ids=LOSS_IDS)
+def test_all_padding_batch_gives_zero_loss_and_finite_gradients(cls):
+    value, grad = _value_and_grad(cls(), [[-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]], [[0.3, -2.0, 5.0], [0.0, 0.0, 0.0]])
+    assert value == 0.0
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES, ids=LOSS_IDS)
+def test_single_item_lists_and_tied_scores_give_no_nan(cls):
+    for labels, scores in [([[1.0], [0.0]], [[0.5], [-0.5]]), ([[1.0, 0.0, 2.0]], [[0.0, 0.0, 0.0]])]:
+        value, grad = _value_and_grad(cls(), labels, scores)
+        assert np.isfinite(value)
+        assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES, ids=LOSS_IDS)
+def test_per_list_weights_of_one_change_nothing(cls):
+    labels, scores = [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]], [[0.1, 0.4, -0.3], [0.2, 0.0, 1.0]]
+    plain, _ = _value_and_grad(cls(), labels, scores)
+    weighted, _ = _value_and_grad(cls(), labels, scores, tf.ones([2, 1]))
+    assert weighted == pytest.approx(plain, rel=1e-6)
+
+
+def test_a_per_list_weight_of_shape_batch_is_accepted():
+    labels, scores = [[1.0, 0.0], [0.0, 1.0]], [[0.1, 0.4], [0.2, 0.0]]
+    loss = losses.PairwiseLogisticLoss()
+    assert float(loss(labels, scores, [1.0, 3.0])) == pytest.approx(float(loss(labels, scores, [[1.0], [3.0]])))
+
+
+def test_reductions():
+    labels, scores = [[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]], [[0.1, 0.4, -0.3], [0.2, 0.0, 1.0]]
+    per_row = losses.PairwiseHingeLoss(reduction="none")(labels, scores)
+    assert per_row.shape == (2, 3)
+    total = losses.PairwiseHingeLoss(reduction="sum")(labels, scores)
+    mean = losses.PairwiseHingeLoss()(labels, scores)
+    assert float(total) == pytest.approx(float(tf.reduce_sum(per_row)))
+    assert float(mean) == pytest.approx(float(total) / 6.0)
+    assert float(losses.PairwiseHingeLoss(reduction="auto")(labels, scores)) == pytest.approx(float(mean))
+    assert losses.SoftmaxLoss(reduction=None)(labels, scores).shape == (2,)
+    assert losses.ListMLELoss(reduction="none")(labels, scores).shape == (2, 1)
+
+
+# --- gradients ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [losses.PairwiseHingeLoss(), losses.PairwiseLogisticLoss(), losses.PairwiseSoftZeroOneLoss(),
+     losses.PairwiseLogisticLoss(lambda_weight=losses.NDCGLambdaWeight()), losses.UniqueSoftmaxLoss(),
+     losses.ApproxNDCGLoss(temperature=1.0), losses.ListMLELoss()],
+    ids=lambda loss: type(loss).__name__,
+)
+def test_gradients_match_finite_differences(loss):
+    rng = np.random.default_rng(11)
+    labels = tf.constant([[2.0, 0.0, 1.0, -1.0, 3.0], [1.0, 0.0, 4.0, 2.0, -1.0]])
+    scores = tf.constant(rng.normal(size=(2, 5)), tf.float64)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda s: tf.cast(loss(labels, tf.cast(s, tf.float32), tf.constant([[1.0], [2.0]])), tf.float64), [scores],
+        delta=1e-3,
+    )
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=2e-3, atol=2e-3)
+
+
+def test_pairwise_gradient_is_the_same_inside_tf_function():
+    labels = tf.constant([[2.0, 0.0, 1.0, -1.0], [1.0, 0.0, 3.0, 2.0]])
+    scores = tf.constant([[0.2, 0.9, -0.4, 3.0], [0.0, 0.5, 0.1, -1.0]])
+    loss = losses.PairwiseLogisticLoss()
+    eager = _value_and_grad(loss, labels, scores)
+
+    @tf.function
+    def graph():
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            value = loss(labels, scores)
+        return value, tape.gradient(value, scores)
+
+    value, grad = graph()
+    assert value.numpy() == pytest.approx(eager[0])
+    np.testing.assert_allclose(grad.numpy(), eager[1], rtol=1e-6)
+
+
+# --- Gumbel ------------------------------------------------------------------------------------------------------
+
+
+def test_gumbel_is_deterministic_for_a_seed_and_changes_with_it():
+    labels, scores = [[1.0, 0.0, 2.0, 0.0]], [[0.3, 0.1, -0.2, 0.5]]
+    first = float(losses.GumbelApproxNDCGLoss(seed=1)(labels, scores))
+    assert float(losses.GumbelApproxNDCGLoss(seed=1)(labels, scores)) == first
+    assert float(losses.GumbelApproxNDCGLoss(seed=2)(labels, scores)) != first
+
+
+def test_gumbel_is_approx_ndcg_on_the_sampled_scores():
+    labels = tf.constant([[1.0, 0.0, 2.0, -1.0]])
+    scores = tf.constant([[0.3, 0.1, -0.2, 0.5]])
+    loss = losses.GumbelApproxNDCGLoss(seed=4, sample_size=3)
+    noise = loss.gumbel_noise([1, 3, 4])[0]
+    sampled = tf.nn.log_softmax(tf.where(labels >= 0, scores + noise, math.log(1e-20)))
+    expected = losses.ApproxNDCGLoss()(tf.repeat(labels, 3, axis=0), sampled)
+    assert float(loss(labels, scores)) == pytest.approx(float(expected), rel=1e-5)
+
+
+# --- bad input -----------------------------------------------------------------------------------------------------
+
+
+def test_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 4\)"):
+        losses.SoftmaxLoss()(tf.zeros([2, 3]), tf.zeros([2, 4]))
+
+
+def test_weight_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"sample_weight \(2, 2\).*\(2, 3\)"):
+        losses.PairwiseHingeLoss()(tf.zeros([2, 3]), tf.zeros([2, 3]), tf.ones([2, 2]))
+
+
+def test_ragged_and_dense_mixed_is_rejected():
+    with pytest.raises(ValueError, match="RaggedTensor"):
+        losses.SoftmaxLoss(ragged=True)(tf.ragged.constant([[1.0, 0.0]]), tf.zeros([1, 2]))
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_non_positive_temperature_is_rejected_at_construction(temperature):
+    with pytest.raises(ValueError, match=f"temperature={temperature}"):
+        losses.PairwiseLogisticLoss(temperature=temperature)
+
+
+@pytest.mark.parametrize("cls", [losses.NDCGLambdaWeight, losses.DCGLambdaWeight, losses.NDCGLambdaWeightV2,
+                                 losses.PrecisionLambdaWeight])
+def test_topn_below_one_is_rejected(cls):
+    with pytest.raises(ValueError, match="topn=0"):
+        cls(topn=0)
+
+
+def test_other_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="reduction='average'"):
+        losses.SoftmaxLoss(reduction="average")
+    with pytest.raises(ValueError, match="smooth_fraction=1.5"):
+        losses.NDCGLambdaWeight(smooth_fraction=1.5)
+    with pytest.raises(ValueError, match="sample_size=0"):
+        losses.GumbelApproxNDCGLoss(sample_size=0)
+    with pytest.raises(ValueError, match="gumbel_temperature=0"):
+        losses.GumbelApproxNDCGLoss(gumbel_temperature=0)
+    with pytest.raises(ValueError, match="ListMLELoss"):
+        losses.PairwiseHingeLoss(lambda_weight=losses.ListMLELambdaWeight())
+    with pytest.raises(ValueError, match="topn=None"):
+        losses.PrecisionLambdaWeight()
+
+
+# --- registry ------------------------------------------------------------------------------------------------------
+
+
+def test_registry_accepts_short_and_tf_ranking_names():
+    assert isinstance(losses.get("pairwise_hinge"), losses.PairwiseHingeLoss)
+    assert isinstance(losses.get("pairwise_hinge_loss"), losses.PairwiseHingeLoss)
+    assert isinstance(losses.get("mse"), losses.MeanSquaredLoss)
+    loss = losses.get("approx_ndcg_loss", temperature=0.5, ragged=True)
+    assert (loss.temperature, loss.ragged) == (0.5, True)
+    keys = ["pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_soft_zero_one_loss", "pairwise_mse_loss",
+            "softmax_loss", "unique_softmax_loss", "sigmoid_cross_entropy_loss", "mean_squared_loss",
+            "list_mle_loss", "approx_ndcg_loss", "approx_mrr_loss", "gumbel_approx_ndcg_loss"]
+    for key in keys:
+        assert isinstance(losses.get(key), losses.RankingLoss)
+
+
+def test_names_are_sorted_short_forms():
+    names = losses.names()
+    assert names == sorted(names)
+    assert "pairwise_hinge" in names and "mse" in names
+    assert not any(name.endswith("_loss") for name in names)
+
+
+def test_unknown_name_lists_the_valid_names():
+    with pytest.raises(ValueError, match="pairwise_hinge.*softmax"):
+        losses.get("pairwise_hinj")
+
+
+# --- serialisation and Keras ---------------------------------------------------------------------------------------
+
+LAMBDA_WEIGHTS = [
+    losses.NDCGLambdaWeight(topn=3, smooth_fraction=0.5),
+    losses.DCGLambdaWeight(normalized=True, gain_fn=losses.lambda_weights.pow_minus_1),
+    losses.NDCGLambdaWeightV2(topn=2),
+    losses.LabelDiffLambdaWeight(),
+    losses.PrecisionLambdaWeight(topn=2),
+]
+
+
+@pytest.mark.parametrize("lambda_weight", LAMBDA_WEIGHTS, ids=lambda w: type(w).__name__)
+def test_config_round_trip_keeps_nested_lambda_weights(lambda_weight):
+    loss = losses.PairwiseLogisticLoss(lambda_weight=lambda_weight, temperature=0.5, name="ranking")
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert type(restored) is losses.PairwiseLogisticLoss
+    assert restored.get_config() == loss.get_config()
+    labels, scores = [[1.0, 0.0, 2.0, 0.0]], [[0.3, 0.1, -0.2, 0.5]]
+    assert float(restored(labels, scores)) == pytest.approx(float(loss(labels, scores)))
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES, ids=LOSS_IDS)
+def test_every_loss_round_trips_through_its_config(cls):
+    loss = cls(reduction="sum", name="x")
+    restored = cls.from_config(loss.get_config())
+    assert restored.get_config() == loss.get_config()
+
+
+def test_list_mle_lambda_weight_round_trips():
+    loss = losses.ListMLELoss(lambda_weight=losses.ListMLELambdaWeight(rank_discount_fn=losses.lambda_weights.inverse))
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert restored.lambda_weight.rank_discount_fn is losses.lambda_weights.inverse
+
+
+def _tiny_model():
+    inputs = keras.Input(shape=(4, 3))
+    outputs = keras.layers.Reshape((4,))(keras.layers.Dense(1)(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def test_compiled_model_saves_and_loads_with_the_same_loss(tmp_path):
+    model = _tiny_model()
+    loss = losses.SoftmaxLoss(lambda_weight=losses.NDCGLambdaWeight(topn=2), temperature=2.0)
+    model.compile(optimizer="sgd", loss=loss)
+    features = np.random.default_rng(0).normal(size=(8, 4, 3)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(-1, 3, (8, 4)).astype(np.float32)
+    model.fit(features, labels, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert type(restored.loss) is losses.SoftmaxLoss
+    assert restored.loss.get_config() == loss.get_config()
+    assert isinstance(restored.loss.lambda_weight, losses.NDCGLambdaWeight)
+
+
+def test_fit_with_padded_lists_and_per_item_weights():
+    model = _tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.PairwiseLogisticLoss())
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(32, 4, 3)).astype(np.float32)
+    labels = rng.integers(-1, 3, (32, 4)).astype(np.float32)
+    weights = rng.uniform(0.5, 1.5, (32, 4)).astype(np.float32)
+    history = model.fit(features, labels, sample_weight=weights, batch_size=8, epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+
+
+class RaggedScorer(keras.Model):
+    """Scores each item of a ragged batch of lists [batch, (list_size), features] with one Dense layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, features):
+        return tf.ragged.map_flat_values(lambda items: tf.squeeze(self.dense(items), -1), features)
+
+
+@pytest.mark.parametrize("loss", [losses.ApproxNDCGLoss(ragged=True), losses.PairwiseHingeLoss(ragged=True)],
+                         ids=lambda loss: type(loss).__name__)
+def test_fit_with_ragged_lists(loss):
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 6, 24)
+    features = tf.RaggedTensor.from_row_lengths(rng.normal(size=(lengths.sum(), 3)).astype(np.float32), lengths)
+    labels = tf.RaggedTensor.from_row_lengths(rng.integers(0, 3, lengths.sum()).astype(np.float32), lengths)
+    weights = tf.RaggedTensor.from_row_lengths(rng.uniform(0.5, 1.5, lengths.sum()).astype(np.float32), lengths)
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(8)
+    model = RaggedScorer()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    before = model.evaluate(dataset, verbose=0)
+    assert np.isfinite(before)
+
+
+def test_ragged_lists_of_different_lengths_are_rejected():
+    with pytest.raises(ValueError, match=r"list lengths \[2, 1\].*list lengths \[1, 2\]"):
+        losses.SoftmaxLoss(ragged=True)(
+            tf.ragged.constant([[1.0, 0.0], [1.0]]), tf.ragged.constant([[1.0], [0.0, 1.0]])
+        )
+
+
+def test_a_new_pairwise_loss_needs_only_pairwise_loss_and_gets_the_autodiff_gradient():
+    class PairwiseSquaredHingeLoss(losses.PairwiseLoss):
+        def pairwise_loss(self, pairwise_logits):
+            return tf.square(tf.nn.relu(1.0 - pairwise_logits))
+
+    labels = tf.constant([[2.0, 0.0, 1.0, -1.0], [1.0, 0.0, 3.0, 2.0]])
+    scores = tf.constant([[0.2, 0.9, -0.4, 3.0], [0.0, 0.5, 0.1, -1.0]])
+    value, grad = _value_and_grad(PairwiseSquaredHingeLoss(), labels, scores)
+    with tf.GradientTape() as tape:
+        tape.watch(scores)
+        pairs = tf.cast(ops.preferred_pairs(labels, labels >= 0), tf.float32)
+        diff = scores[:, :, None] - scores[:, None, :]
+        expected = tf.reduce_sum(pairs * tf.square(tf.nn.relu(1.0 - diff))) / 8.0
+    assert value == pytest.approx(float(expected))
+    np.testing.assert_allclose(grad, tape.gradient(expected, scores).numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", ALL_LOSSES, ids=LOSS_IDS)
+def test_empty_ragged_lists_add_nothing(cls):
+    labels = tf.ragged.constant([[], []], dtype=tf.float32, ragged_rank=1)
+    scores = tf.ragged.constant([[], []], dtype=tf.float32, ragged_rank=1)
+    assert float(cls(ragged=True)(labels, scores)) == 0.0
+    with_empty = cls(ragged=True)(tf.ragged.constant([[], [1.0, 0.0]]), tf.ragged.constant([[], [0.3, 0.1]]))
+    assert np.isfinite(with_empty.numpy())

@@ -1,0 +1,147 @@
+"""Tests for tfrank.models.RankingModel: shapes, padding, out-of-vocabulary ids, ragged input, serialisation."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrank.models import RankingModel
+from tfrank.ops import PADDING_ID, PADDING_SCORE
+
+USERS = [3, 7, 42]
+MOVIES = [10, 20, 30, 40, 50]
+
+
+def _model(seed: int = 0, **kwargs) -> RankingModel:
+    """A small model with weights large enough that different inputs give clearly different scores."""
+    model = RankingModel(USERS, MOVIES, embedding_dim=kwargs.pop("embedding_dim", 8), **kwargs)
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.normal(scale=0.5, size=variable.shape).astype("float32"))
+    return model
+
+
+def _inputs(user_id, movie_id) -> dict:
+    return {"user_id": tf.constant(user_id, tf.int64), "movie_id": tf.constant(movie_id, tf.int64)}
+
+
+def test_dense_scores_have_the_shape_of_movie_ids():
+    scores = _model()(_inputs([3, 7], [[10, 20, 30], [40, 50, 10]]))
+    assert scores.dtype == tf.float32
+    assert scores.shape == (2, 3)
+    assert np.all(np.isfinite(scores.numpy()))
+
+
+def test_padded_items_get_exactly_padding_score():
+    scores = _model()(_inputs([3, 7], [[10, PADDING_ID, PADDING_ID], [40, 50, PADDING_ID]])).numpy()
+    assert scores[0, 1] == PADDING_SCORE and scores[0, 2] == PADDING_SCORE and scores[1, 2] == PADDING_SCORE
+    assert np.all(scores[[0, 1, 1], [0, 0, 1]] > PADDING_SCORE)
+
+
+def test_unknown_movies_share_the_out_of_vocabulary_score():
+    scores = _model()(_inputs([3], [[999, 123456, 10, -7]])).numpy()[0]
+    assert np.all(np.isfinite(scores))
+    assert scores[0] == scores[1] == scores[3]  # every unseen id uses row 0 (negative ids other than padding too)
+    assert scores[0] != scores[2]
+
+
+def test_unknown_users_share_the_out_of_vocabulary_score():
+    scores = _model()(_inputs([1000, 5, 3], [[10, 20]] * 3)).numpy()
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert not np.allclose(scores[0], scores[2])
+
+
+def test_each_list_is_scored_for_its_own_user():
+    model = _model()
+    together = model(_inputs([3, 42], [[10, 20], [10, 20]])).numpy()
+    alone = [model(_inputs([user], [[10, 20]])).numpy()[0] for user in (3, 42)]
+    np.testing.assert_allclose(together, np.stack(alone), rtol=1e-6)
+    assert not np.allclose(together[0], together[1])
+
+
+def test_ragged_input_equals_its_padded_twin_on_valid_items():
+    model = _model()
+    ragged = tf.ragged.constant([[10, 20, 30], [40], [50, 999]], dtype=tf.int64)
+    ragged_scores = model({"user_id": tf.constant([3, 7, 42], tf.int64), "movie_id": ragged})
+    padded_scores = model({"user_id": tf.constant([3, 7, 42], tf.int64), "movie_id": ragged.to_tensor(PADDING_ID)})
+    assert isinstance(ragged_scores, tf.RaggedTensor)
+    assert ragged_scores.dtype == tf.float32
+    np.testing.assert_array_equal(ragged_scores.row_lengths().numpy(), [3, 1, 2])
+    np.testing.assert_allclose(
+        ragged_scores.to_tensor(PADDING_SCORE).numpy(), padded_scores.numpy(), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_user_id_column_gives_the_same_scores_as_a_vector():
+    model = _model()
+    movie_id = [[10, 20], [30, PADDING_ID]]
+    np.testing.assert_array_equal(
+        model(_inputs([[3], [7]], movie_id)).numpy(), model(_inputs([3, 7], movie_id)).numpy()
+    )
+
+
+def test_int32_ids_are_accepted():
+    model = _model()
+    int32 = {"user_id": tf.constant([3], tf.int32), "movie_id": tf.constant([[10, 20]], tf.int32)}
+    np.testing.assert_array_equal(model(int32).numpy(), model(_inputs([3], [[10, 20]])).numpy())
+
+
+def test_model_has_the_tutorial_architecture():
+    model = _model(embedding_dim=8)
+    shapes = {weight.path.split("/", 1)[1]: tuple(weight.shape) for weight in model.weights}
+    assert shapes == {
+        "user_embedding/embeddings": (len(USERS) + 1, 8),  # + the out-of-vocabulary row
+        "movie_embedding/embeddings": (len(MOVIES) + 1, 8),
+        "hidden_256/kernel": (16, 256),
+        "hidden_256/bias": (256,),
+        "hidden_64/kernel": (256, 64),
+        "hidden_64/bias": (64,),
+        "score/kernel": (64, 1),
+        "score/bias": (1,),
+    }
+
+
+def test_gradients_reach_every_weight():
+    model = _model()
+    with tf.GradientTape() as tape:
+        scores = model(_inputs([3, 999], [[10, 20, PADDING_ID], [30, 888, 40]]))
+        loss = tf.reduce_sum(tf.where(scores > PADDING_SCORE, scores, 0.0) ** 2)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    assert all(gradient is not None for gradient in gradients)
+
+
+def test_config_round_trip_rebuilds_the_same_model():
+    model = _model()
+    config = model.get_config()
+    assert config["user_vocabulary"] == USERS and config["movie_vocabulary"] == MOVIES
+    assert config["embedding_dim"] == 8
+    clone = RankingModel.from_config(config)
+    clone.set_weights(model.get_weights())
+    inputs = _inputs([3, 1000], [[10, 999, PADDING_ID], [20, 30, 40]])
+    np.testing.assert_array_equal(clone(inputs).numpy(), model(inputs).numpy())
+
+
+def test_keras_file_loads_back_with_identical_scores(tmp_path):
+    model = _model()
+    path = str(tmp_path / "ranking.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, RankingModel)
+    inputs = _inputs([3, 1000], [[10, 999, PADDING_ID], [20, 30, 40]])
+    np.testing.assert_array_equal(loaded(inputs).numpy(), model(inputs).numpy())
+    np.testing.assert_array_equal(loaded.movie_vocabulary, MOVIES)
+
+
+@pytest.mark.parametrize(
+    "movie_vocabulary, message",
+    [([], "movie_vocabulary is empty"), ([1, 2, 2], "repeats ids"), ([1, PADDING_ID], "PADDING_ID"), ([1.5], "dtype")],
+)
+def test_bad_vocabulary_is_rejected_with_its_name(movie_vocabulary, message):
+    with pytest.raises(ValueError, match=message):
+        RankingModel(USERS, movie_vocabulary)
+
+
+def test_vocabulary_from_a_tensor_of_unique_ids():
+    ids, _ = tf.unique(tf.constant([40, 10, 40, 20], tf.int64))
+    model = RankingModel(USERS, ids.numpy())
+    np.testing.assert_array_equal(model.movie_vocabulary, [40, 10, 20])

@@ -1,0 +1,105 @@
+"""The train -> evaluate -> export run: results, checkpoints and resume, exports, and config validation."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrank import training
+from tfrank.data import synthetic
+
+SMALL = dict(num_lists_per_user=4, batch_size=256, epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    """A small ml-25m-shaped folder (ratings.csv, movies.csv) that a model can learn from."""
+    directory = tmp_path_factory.mktemp("ml-synthetic")
+    synthetic.write_movielens_csv(str(directory), num_users=200, num_movies=300, num_ratings=12_000, seed=3)
+    return str(directory)
+
+
+def _config(path, **overrides):
+    return training.TrainConfig(dataset="movielens/25m", movielens_path=path, **{**SMALL, **overrides})
+
+
+def test_run_returns_val_and_test_metrics_for_each_loss(synthetic_dir, tmp_path):
+    config = _config(synthetic_dir, losses=("mse", "pairwise_hinge"), model_dir=str(tmp_path))
+    results = training.run(config)
+    assert set(results) == {"mse", "pairwise_hinge"}
+    for by_split in results.values():
+        for split in ("val", "test"):
+            assert set(by_split[split]) == {"ndcg@5", "mrr"}
+            assert all(0.0 < value <= 1.0 for value in by_split[split].values())
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["pairwise_hinge"]["test"] == results["pairwise_hinge"]["test"]
+    assert written["mse"]["val"] == results["mse"]["val"]
+    events = list((tmp_path / "pairwise_hinge" / "logs").glob("events.out.tfevents.*"))
+    logged = {value.tag: float(tf.make_ndarray(value.tensor)) for path in events
+              for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
+    assert logged["test/ndcg@5"] == pytest.approx(results["pairwise_hinge"]["test"]["ndcg@5"])
+    assert "train/loss" in logged
+
+
+def test_pairwise_hinge_learns_the_synthetic_affinity(synthetic_dir):
+    trained = training.run(_config(synthetic_dir, epochs=3, num_lists_per_user=20))
+    untrained = training.run(_config(synthetic_dir, epochs=0))
+    assert trained["pairwise_hinge"]["test"]["ndcg@5"] > untrained["pairwise_hinge"]["test"]["ndcg@5"] + 0.02
+
+
+def test_resumed_run_matches_an_uninterrupted_one(synthetic_dir, tmp_path):
+    config = _config(synthetic_dir, epochs=2, model_dir=str(tmp_path / "resumed"))
+    data = training.prepare_data(config)
+    training.train_one(dataclasses.replace(config, epochs=1), "pairwise_hinge", data)
+    resumed, _ = training.train_one(config, "pairwise_hinge", data)
+    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "resumed" / "pairwise_hinge" / "checkpoints"))
+    assert checkpoints.model_checkpoint_path.endswith("ckpt-2")
+
+    straight, _ = training.train_one(dataclasses.replace(config, model_dir=str(tmp_path / "straight")),
+                                     "pairwise_hinge", data)
+    for resumed_weight, straight_weight in zip(resumed.weights, straight.weights):
+        np.testing.assert_allclose(np.asarray(resumed_weight), np.asarray(straight_weight), atol=1e-5)
+
+
+def test_finished_run_is_not_trained_again(synthetic_dir, tmp_path):
+    config = _config(synthetic_dir, model_dir=str(tmp_path))
+    data = training.prepare_data(config)
+    first, first_results = training.train_one(config, "pairwise_hinge", data)
+    again, again_results = training.train_one(config, "pairwise_hinge", data)
+    assert "train_lists_per_second" in first_results and "train_lists_per_second" not in again_results
+    np.testing.assert_allclose(np.asarray(first.weights[0]), np.asarray(again.weights[0]))
+    assert again_results["test"] == first_results["test"]
+
+
+def test_export_goes_to_versions_per_loss(synthetic_dir, tmp_path):
+    results = training.run(_config(synthetic_dir, losses=("softmax", "mse"), export_dir=str(tmp_path)))
+    assert results["softmax"]["export_path"] == os.path.join(str(tmp_path), "softmax", "1")
+    assert sorted(os.listdir(tmp_path / "mse")) == ["1"]
+
+
+def test_training_lists_are_the_same_for_the_same_seed(synthetic_dir):
+    config = _config(synthetic_dir)
+    first = training.prepare_data(config).train_batches(seed=1, epoch=1)
+    second = training.prepare_data(config).train_batches(seed=1, epoch=1)
+    other_epoch = training.prepare_data(config).train_batches(seed=1, epoch=2)
+    first_ids = np.concatenate([f["movie_id"].numpy().ravel() for f, _ in first])
+    assert np.array_equal(first_ids, np.concatenate([f["movie_id"].numpy().ravel() for f, _ in second]))
+    assert not np.array_equal(first_ids, np.concatenate([f["movie_id"].numpy().ravel() for f, _ in other_epoch]))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(losses=("no_such_loss",)), "loss='no_such_loss'"),
+    (dict(metrics=("ndcg@0",)), "metrics='ndcg@0'"),
+    (dict(list_size=0), "list_size=0: must be >= 1"),
+    (dict(epochs=-1), "epochs=-1: must be >= 0"),
+    (dict(optimizer="rmsprop"), "optimizer='rmsprop': must be one of adagrad, adam, sgd"),
+    (dict(dataset="movielens/10k"), "dataset='movielens/10k'"),
+    (dict(learning_rate=0.0), "learning_rate=0.0: must be > 0"),
+    (dict(movielens_path="/no/such/dir"), "movielens_path='/no/such/dir'"),
+])
+def test_bad_config_names_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        training.TrainConfig(**overrides).validate()

@@ -1,0 +1,23 @@
+"""MovieLens data for ranking: sources, a deterministic split, per-user list sampling, batching, synthetic data.
+
+ratings = tfrank.data.load_ratings("100k")            # or source="path/to/ml-100k", or "tfds"
+train, validation, test = tfrank.data.split(ratings)
+lists = tfrank.data.sample_lists(train, list_size=5, num_lists_per_user=50, seed=0)
+batches = tfrank.data.batch_lists(lists, batch_size=32)
+"""
+
+from tfrank.data import synthetic
+from tfrank.data.lists import batch_lists, sample_lists, split
+from tfrank.data.movielens import GENRES, VARIANTS, MovieLensUnavailableError, load_movies, load_ratings
+
+__all__ = [
+    "GENRES",
+    "VARIANTS",
+    "MovieLensUnavailableError",
+    "batch_lists",
+    "load_movies",
+    "load_ratings",
+    "sample_lists",
+    "split",
+    "synthetic",
+]

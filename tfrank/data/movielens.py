@@ -1,0 +1,403 @@
+"""MovieLens sources: TFDS or the files GroupLens distributes, mapped to one feature schema.
+
+Ratings (one element per rating, from :func:`load_ratings`)::
+
+    {"user_id": int64 [], "movie_id": int64 [], "user_rating": float32 [], "timestamp": int64 []}
+
+``user_rating`` is 1-5 in whole stars for 100k and 1m, and 0.5-5 in half stars for 20m and 25m.
+
+Movies (one element per movie, from :func:`load_movies`)::
+
+    {"movie_id": int64 [], "movie_title": string [] (UTF-8), "movie_genres": string [None]}
+
+``movie_genres`` holds the genre names of the movie (a variable-length vector; batch it with ``ragged_batch``),
+spelt as in :data:`GENRES`, the vocabulary TFDS uses: the 100k and 1m spelling ``Children's`` becomes
+``Children`` and the 100k ``unknown`` becomes ``Unknown``, so every variant and both sources agree.
+
+Local files are parsed inside ``tf.data``, vectorised: each file is read with ``tf.io.read_file`` and split into
+lines in one op, then parsed in batches of 65,536 lines with ``tf.strings`` and ``tf.io.decode_csv`` (no Python per
+line, and no ``TextLineDataset``, whose per-line element cost dominates at 25M lines; the price is holding the file
+in memory, about 3x its size at peak). Every line is checked by a regular expression before it is parsed; the first
+malformed line stops iteration with ``tf.errors.InvalidArgumentError`` naming the file and the line number.
+Latin-1 files (100k, 1m) are transcoded to UTF-8. A GroupLens zip is read by extracting the one member needed to a
+temporary directory that is removed when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pathlib
+import shutil
+import socket
+import tempfile
+import zipfile
+from typing import Any
+
+import tensorflow as tf
+
+VARIANTS = ("100k", "1m", "20m", "25m")
+
+# The genre vocabulary of the TFDS MovieLens builder; local files are normalised to these names.
+GENRES = (
+    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "Unknown", "War",
+    "Western", "(no genres listed)",
+)  # fmt: skip
+
+# Column order of the 19 genre flags in ml-100k u.item (after normalisation).
+_GENRES_100K = (
+    "Unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+_DOWNLOAD_URL = "https://files.grouplens.org/datasets/movielens/ml-{variant}.zip"
+_NETWORK_CHECK_HOST = ("files.grouplens.org", 443)
+_NETWORK_CHECK_TIMEOUT_S = 3.0
+_LINES_PER_BATCH = 65536
+# The functions given to tf.data here have no tensor-dependent Python control flow: skipping AutoGraph's source
+# conversion makes building a pipeline faster.
+_plain = tf.autograph.experimental.do_not_convert
+# decode_csv defaults: empty means required, and the dtype of each column.
+_RATINGS_COLUMNS = [tf.constant([], tf.int64), tf.constant([], tf.int64), tf.constant([], tf.float32),
+                    tf.constant([], tf.int64)]  # fmt: skip
+
+
+class MovieLensUnavailableError(RuntimeError):
+    """MovieLens is neither prepared in the TFDS data_dir nor downloadable; pass local GroupLens files instead."""
+
+
+class _Layout:
+    """How one variant's files are named and formatted."""
+
+    def __init__(self, ratings: str, movies: str, header: bool, latin1: bool):
+        self.ratings = ratings
+        self.movies = movies
+        self.header = header
+        self.latin1 = latin1
+
+
+_LAYOUTS = {
+    "100k": _Layout(ratings="u.data", movies="u.item", header=False, latin1=True),
+    "1m": _Layout(ratings="ratings.dat", movies="movies.dat", header=False, latin1=True),
+    "20m": _Layout(ratings="ratings.csv", movies="movies.csv", header=True, latin1=False),
+    "25m": _Layout(ratings="ratings.csv", movies="movies.csv", header=True, latin1=False),
+}
+
+# One regular expression per file format: a line that does not match fully is malformed.
+_INT = r"\d+"
+_FLOAT = r"\d+(?:\.\d+)?"
+_RATINGS_LINE = {
+    "100k": rf"{_INT}\t{_INT}\t{_INT}\t{_INT}\r?",
+    "1m": rf"{_INT}::{_INT}::{_INT}::{_INT}\r?",
+    "20m": rf"{_INT},{_INT},{_FLOAT},{_INT}\r?",
+    "25m": rf"{_INT},{_INT},{_FLOAT},{_INT}\r?",
+}
+_RATINGS_FORMAT = {
+    "100k": "user_id<TAB>movie_id<TAB>rating<TAB>timestamp, all integers",
+    "1m": "UserID::MovieID::Rating::Timestamp, all integers",
+    "20m": "userId,movieId,rating,timestamp (rating may have a decimal part)",
+    "25m": "userId,movieId,rating,timestamp (rating may have a decimal part)",
+}
+_CSV_MOVIE = rf'{_INT},(?:"(?:[^"]|"")*"|[^",]*),[^,"]*\r?'
+_MOVIES_LINE = {
+    "100k": rf"{_INT}\|[^|]*\|[^|]*\|[^|]*\|[^|]*(?:\|[01]){{19}}\r?",
+    "1m": rf"{_INT}::(?:[^:]|:[^:])*::[^:]*\r?",
+    "20m": _CSV_MOVIE,
+    "25m": _CSV_MOVIE,
+}
+_MOVIES_FORMAT = {
+    "100k": "movie id|title|release date|video release date|IMDb URL|19 genre flags (0 or 1)",
+    "1m": "MovieID::Title::Genres",
+    "20m": 'movieId,title,genres (title quoted with "" when it has a comma)',
+    "25m": 'movieId,title,genres (title quoted with "" when it has a comma)',
+}
+
+
+def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None, data_dir: str | None = None,
+                 batch_size: int | None = None) -> tf.data.Dataset:  # fmt: skip
+    """MovieLens ratings as a ``tf.data.Dataset``, one element per rating.
+
+    Element: ``{"user_id": int64 [], "movie_id": int64 [], "user_rating": float32 [], "timestamp": int64 []}``.
+
+    Args:
+      variant: one of :data:`VARIANTS`: ``"100k"``, ``"1m"``, ``"20m"``, ``"25m"``.
+      source: ``"tfds"`` to read ``movielens/<variant>-ratings`` from TFDS; a path to the GroupLens folder
+        (``.../ml-100k``), to a folder holding it, or to the original zip; ``None`` to use the folder named by
+        ``TFRANK_MOVIELENS_DIR`` when set, else TFDS.
+      data_dir: TFDS data directory (only with TFDS).
+      batch_size: None for one rating per element; an int for batches of ratings (rank-1 features, the last batch
+        smaller). Batches skip tf.data's per-element cost, which dominates at millions of ratings; :func:`split`
+        and :func:`sample_lists` accept both forms.
+
+    Raises:
+      ValueError: unknown variant.
+      FileNotFoundError: a local source without the expected file.
+      MovieLensUnavailableError: TFDS has not prepared the dataset and the download site is unreachable.
+      tf.errors.InvalidArgumentError: when iterated, at the first malformed line (file and line number named).
+    """
+    _check_variant(variant)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1, or None for one rating per element")
+    where = _resolve_source(source)
+    if where == "tfds":
+        ratings = map_tfds_ratings(_load_tfds(f"movielens/{variant}-ratings", data_dir))
+        return ratings if batch_size is None else ratings.batch(batch_size)
+    batches = _read_ratings(_local_file(where, variant, _LAYOUTS[variant].ratings), variant)
+    return batches.unbatch() if batch_size is None else batches.rebatch(batch_size)
+
+
+def load_movies(variant: str = "100k", source: str | os.PathLike | None = None, data_dir: str | None = None
+                ) -> tf.data.Dataset:  # fmt: skip
+    """MovieLens movies as a ``tf.data.Dataset``, one element per movie.
+
+    Element: ``{"movie_id": int64 [], "movie_title": string [] (UTF-8), "movie_genres": string [None]}``,
+    genre names spelt as in :data:`GENRES`. Arguments and errors as in :func:`load_ratings`.
+    """
+    _check_variant(variant)
+    where = _resolve_source(source)
+    if where == "tfds":
+        return map_tfds_movies(_load_tfds(f"movielens/{variant}-movies", data_dir))
+    path = _local_file(where, variant, _LAYOUTS[variant].movies)
+    return _read_movies(path, variant)
+
+
+def map_tfds_ratings(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Maps a TFDS ``movielens/*-ratings`` dataset (string ids, genre ints, demographics) to the ratings schema."""
+    columns = dataset.map(
+        _plain(lambda x: {k: x[k] for k in ("user_id", "movie_id", "user_rating", "timestamp")}),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+    @_plain
+    def to_schema(x: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {
+            "user_id": tf.strings.to_number(x["user_id"], tf.int64),
+            "movie_id": tf.strings.to_number(x["movie_id"], tf.int64),
+            "user_rating": tf.cast(x["user_rating"], tf.float32),
+            "timestamp": tf.cast(x["timestamp"], tf.int64),
+        }
+
+    return columns.batch(_LINES_PER_BATCH).map(to_schema, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+
+def map_tfds_movies(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Maps a TFDS ``movielens/*-movies`` dataset (string id, genre ints) to the movies schema."""
+    names = tf.constant(GENRES)
+
+    @_plain
+    def to_schema(x: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {
+            "movie_id": tf.strings.to_number(x["movie_id"], tf.int64),
+            "movie_title": tf.convert_to_tensor(x["movie_title"], tf.string),
+            "movie_genres": tf.gather(names, tf.cast(x["movie_genres"], tf.int64)),
+        }
+
+    return dataset.map(to_schema, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Where the data comes from.
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r}: must be one of {', '.join(VARIANTS)}")
+
+
+def _resolve_source(source: str | os.PathLike | None) -> str | pathlib.Path:
+    if source is None:
+        env = os.environ.get("TFRANK_MOVIELENS_DIR")
+        return pathlib.Path(env) if env else "tfds"
+    if isinstance(source, str) and source == "tfds":
+        return "tfds"
+    return pathlib.Path(source)
+
+
+def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
+    """The path of one GroupLens file of ``variant`` under ``where`` (a folder, a parent folder or a zip)."""
+    folder = f"ml-{variant}"
+    if where.is_file() and zipfile.is_zipfile(where):
+        return _extract_from_zip(where, folder, name)
+    for candidate in (where / name, where / folder / name):
+        if candidate.is_file():
+            return str(candidate)
+    zipped = where / f"{folder}.zip"
+    if zipped.is_file():
+        return _extract_from_zip(zipped, folder, name)
+    what = "ratings" if name == _LAYOUTS[variant].ratings else "movies"
+    raise FileNotFoundError(
+        f"MovieLens {variant} {what}: {name} not found in {where} (looked for {where / name}, "
+        f"{where / folder / name} and {where / (folder + '.zip')}). Download {_DOWNLOAD_URL.format(variant=variant)}, "
+        f"unzip it and pass its folder (source=PATH, TFRANK_MOVIELENS_DIR or --movielens_path), or use source='tfds'."
+    )
+
+
+_extracted: dict[tuple[str, str], str] = {}
+
+
+def _extract_from_zip(archive: pathlib.Path, folder: str, name: str) -> str:
+    """Extracts one member to a temporary folder removed at exit; TextLineDataset needs a file on disk."""
+    key = (str(archive.resolve()), name)
+    if key in _extracted and os.path.isfile(_extracted[key]):
+        return _extracted[key]
+    with zipfile.ZipFile(archive) as zipped:
+        members = [m for m in zipped.namelist() if m == name or m.endswith("/" + name)]
+        preferred = [m for m in members if m == f"{folder}/{name}"]
+        if not members:
+            raise FileNotFoundError(
+                f"MovieLens zip {archive}: no member {folder}/{name}; it holds {zipped.namelist()[:8]}. "
+                f"Use the original archive from {_DOWNLOAD_URL.format(variant=folder[3:])}."
+            )
+        target = tempfile.mkdtemp(prefix="tfrank-movielens-")
+        atexit.register(shutil.rmtree, target, ignore_errors=True)
+        path = zipped.extract((preferred or members)[0], target)
+    _extracted[key] = path
+    return path
+
+
+def _tfds_builder(name: str, data_dir: str | None) -> Any:
+    import tensorflow_datasets as tfds
+
+    return tfds.builder(name, data_dir=data_dir)
+
+
+def _network_reachable() -> bool:
+    try:
+        with socket.create_connection(_NETWORK_CHECK_HOST, timeout=_NETWORK_CHECK_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
+    """``name`` from TFDS, preparing it only when the download site answers (else fail at once, not in minutes)."""
+    builder = _tfds_builder(name, data_dir)
+    if not builder.is_prepared():
+        if not _network_reachable():
+            raise MovieLensUnavailableError(
+                f"TFDS dataset {name} is not prepared in {builder.data_dir} and {_NETWORK_CHECK_HOST[0]} cannot be "
+                f"reached, so it cannot be downloaded. Download the GroupLens zip on a connected machine and pass "
+                f"its folder with source=PATH, the TFRANK_MOVIELENS_DIR environment variable or --movielens_path."
+            )
+        try:
+            builder.download_and_prepare()
+        except ModuleNotFoundError as error:
+            if "importlib_resources" not in str(error):
+                raise
+            raise ModuleNotFoundError(
+                f"TFDS needs the package importlib_resources to prepare {name} but does not install it: "
+                f"run `pip install importlib_resources` (or `pip install tfrank[tfds]`), or pass local GroupLens "
+                f"files with source=PATH.",
+                name="importlib_resources",
+            ) from error
+    return builder.as_dataset(split="train")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parsing local files in tf.data.
+
+
+def _numbered_lines(path: str, header: bool) -> tf.data.Dataset:
+    """Batches ``(line_numbers int64 [B], lines string [B])`` of ``path``, numbered from 1 as an editor shows them.
+
+    The file is read whole and split into lines in one op, then sliced into batches: tf.data's per-element cost
+    (several microseconds) would dominate a ``TextLineDataset`` at 25M lines. Memory: about 3x the file size.
+    """
+    first = 1 if header else 0
+
+    @_plain
+    def batches(file_path: tf.Tensor) -> tf.data.Dataset:
+        lines = tf.strings.split(tf.io.read_file(file_path), "\n")
+        # The newline that ends the last line leaves an empty string behind; any other empty line is malformed.
+        end = tf.size(lines, out_type=tf.int64) - tf.cast(lines[-1] == "", tf.int64)
+        count = tf.maximum(end - first, 0)
+
+        @_plain
+        def batch(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            begin = first + index * _LINES_PER_BATCH
+            stop = tf.minimum(begin + _LINES_PER_BATCH, end)
+            return tf.range(begin, stop) + 1, lines[begin:stop]
+
+        return tf.data.Dataset.range((count + _LINES_PER_BATCH - 1) // _LINES_PER_BATCH).map(batch)
+
+    return tf.data.Dataset.from_tensors(path).flat_map(batches)
+
+
+def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: str, expected: str) -> tf.Operation:
+    """Raises InvalidArgumentError naming ``path`` and the first line where ``ok`` is False."""
+    first_bad = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int64)
+    line_number = tf.strings.as_string(tf.gather(numbers, first_bad))
+    line = tf.strings.substr(tf.gather(lines, first_bad), 0, 120)
+    line = tf.strings.unicode_transcode(line, "UTF-8", "UTF-8", errors="replace")  # the message must be UTF-8
+    message = tf.strings.join(
+        [f"Malformed line in {path}: line ", line_number, " is ", line, f"; expected {expected}. Fix or remove it."]
+    )
+    return tf.debugging.Assert(tf.reduce_all(ok), [message], summarize=1)
+
+
+def _read_ratings(path: str, variant: str) -> tf.data.Dataset:
+    layout = _LAYOUTS[variant]
+    pattern = _RATINGS_LINE[variant]
+    expected = _RATINGS_FORMAT[variant]
+
+    @_plain
+    def parse(numbers: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
+        ok = tf.strings.regex_full_match(lines, pattern)
+        with tf.control_dependencies([_assert_lines_ok(ok, numbers, lines, path, expected)]):
+            lines = tf.strings.strip(lines)
+        if variant == "1m":
+            lines = tf.strings.regex_replace(lines, "::", ",")
+        user, movie, rating, timestamp = tf.io.decode_csv(
+            lines, record_defaults=_RATINGS_COLUMNS, field_delim="\t" if variant == "100k" else ","
+        )
+        in_range = (rating >= 0.5) & (rating <= 5.0)
+        check = _assert_lines_ok(in_range, numbers, lines, path, "a rating between 0.5 and 5")
+        with tf.control_dependencies([check]):
+            return {"user_id": user, "movie_id": movie, "user_rating": tf.identity(rating), "timestamp": timestamp}
+
+    return _numbered_lines(path, layout.header).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _normalise_genres(genres: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
+    def rename(names: tf.Tensor) -> tf.Tensor:
+        names = tf.where(names == "Children's", "Children", names)
+        return tf.where(names == "unknown", "Unknown", names)
+
+    return tf.ragged.map_flat_values(rename, genres) if isinstance(genres, tf.RaggedTensor) else rename(genres)
+
+
+def _read_movies(path: str, variant: str) -> tf.data.Dataset:
+    layout = _LAYOUTS[variant]
+    pattern = _MOVIES_LINE[variant]
+    expected = _MOVIES_FORMAT[variant]
+    flags_names = tf.constant(_GENRES_100K)
+
+    @_plain
+    def parse(numbers: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
+        if layout.latin1:  # transcode first: the regular expressions work on UTF-8
+            lines = tf.strings.unicode_transcode(lines, "ISO-8859-1", "UTF-8")
+        ok = tf.strings.regex_full_match(lines, pattern)
+        with tf.control_dependencies([_assert_lines_ok(ok, numbers, lines, path, expected)]):
+            lines = tf.strings.regex_replace(lines, r"\r$", "")
+        if variant == "100k":
+            fields = tf.reshape(tf.strings.split(lines, "|").values, [-1, 24])
+            movie, title = fields[:, 0], fields[:, 1]
+            is_genre = tf.equal(fields[:, 5:], "1")
+            genres = tf.ragged.boolean_mask(tf.broadcast_to(flags_names, tf.shape(is_genre)), is_genre)
+        elif variant == "1m":
+            fields = tf.reshape(tf.strings.split(lines, "::").values, [-1, 3])
+            movie, title = fields[:, 0], fields[:, 1]
+            genres = tf.strings.split(fields[:, 2], "|")
+        else:
+            movie, title, genre_field = tf.io.decode_csv(lines, record_defaults=[tf.constant([], tf.string)] * 3)
+            genres = tf.strings.split(genre_field, "|")
+        return {
+            "movie_id": tf.strings.to_number(movie, tf.int64),
+            "movie_title": title,
+            "movie_genres": _normalise_genres(genres),
+        }
+
+    # Unbatching leaves movie_genres as a ragged-rank-0 spec; the identity map makes it a plain [None] tensor spec.
+    movies = _numbered_lines(path, layout.header).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return movies.map(_plain(lambda movie: dict(movie)))

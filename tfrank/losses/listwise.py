@@ -1,0 +1,307 @@
+"""Listwise losses: one loss per list, from all of its valid items at once.
+
+Unless a class says otherwise the batch loss is sum_lists w_list * loss_list / batch, where w_list is the caller's
+weight normalised as in ``tfrank.losses._base.list_weights`` times the loss's own weight of the list (e.g. 0 for a
+list whose labels are all 0). Numbers follow TF Ranking 0.5.5.
+"""
+
+import math
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tfrank import ops
+from tfrank.losses import lambda_weights as lambda_weights_lib
+from tfrank.losses._base import RankingLoss, list_weights
+
+# Smallest probability: padded items get log(_EPSILON) as score where they must weigh ~nothing in a softmax.
+_EPSILON = 1e-10
+_LOG_EPSILON = math.log(_EPSILON)
+
+
+class ListwiseLoss(RankingLoss):
+    """Base of the listwise losses: subclasses implement ``list_loss(labels, scores, mask) -> (loss, weight)``,
+    both [batch, 1].
+
+    Args:
+      reduction: how the batch is reduced; default ``"sum_over_batch_size"`` (TF Ranking's AUTO).
+      name: the loss name.
+      lambda_weight: optional lambda weight, used where the class says so.
+      temperature: scores are divided by it first; > 0.
+      ragged: accept ``tf.RaggedTensor`` labels, scores and per-item weights (dense ones still work).
+    """
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 1.0,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+
+    def list_loss(self, labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor):
+        raise NotImplementedError
+
+    def compute(self, labels, scores, mask, sample_weight):
+        losses, loss_weights = self.list_loss(labels, scores, mask)
+        return losses, loss_weights * list_weights(sample_weight, labels, mask)
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class SoftmaxLoss(ListwiseLoss):
+    r"""Softmax cross-entropy between the label distribution and the softmax of the scores.
+
+    loss = -sum_i (y_i / sum_j y_j) log(exp(s_i) / sum_j exp(s_j)), weighted by sum_j y_j.
+
+    The caller's weights multiply the labels first (per item or per list), and a ``DCGLambdaWeight`` or
+    ``NDCGLambdaWeight`` replaces the labels by their ``individual_weights`` (gain times rank discount) before
+    that; other lambda weights are ignored, as in TF Ranking. Each list weighs sum_j y_j (after those
+    multiplications), so lists whose labels are all 0 add nothing.
+
+    >>> import tensorflow as tf
+    >>> round(float(SoftmaxLoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
+    0.79814
+    >>> loss = SoftmaxLoss(ragged=True)
+    >>> round(float(loss(tf.ragged.constant([[1.0, 0.0], [0.0, 1.0, 0.0]]),
+    ...                  tf.ragged.constant([[0.6, 0.8], [0.5, 0.8, 0.4]]))), 5)
+    0.83912
+    """
+
+    def compute(self, labels, scores, mask, sample_weight):
+        labels = tf.where(mask, labels, 0.0)
+        if isinstance(self.lambda_weight, lambda_weights_lib.DCGLambdaWeight):
+            labels = self.lambda_weight.individual_weights(labels, ops.ranks_by_scores(scores, mask))
+        if sample_weight is not None:
+            labels *= sample_weight
+        scores = tf.where(mask, scores, _LOG_EPSILON)
+        label_sum = tf.reduce_sum(labels, axis=1, keepdims=True)
+        # A list whose labels sum to 0 still gets a finite loss (uniform target); its weight is 0 anyway.
+        labels = tf.where(label_sum > 0.0, labels, _EPSILON)
+        labels = tf.where(mask, labels, 0.0)
+        target = tf.math.divide_no_nan(labels, tf.reduce_sum(labels, axis=1, keepdims=True))
+        losses = tf.nn.softmax_cross_entropy_with_logits(labels=target, logits=scores)
+        return losses, label_sum[:, 0]
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class UniqueSoftmaxLoss(ListwiseLoss):
+    r"""Unique-rating softmax loss (Zhu & Klabjan, 2020): each item competes only with items of lower labels.
+
+    loss = -sum_i (2^{y_i} - 1) log(exp(s_i) / (exp(s_i) + sum_j I[y_i > y_j] exp(s_j))). Lambda weights are
+    ignored, as in TF Ranking.
+
+    >>> round(float(UniqueSoftmaxLoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
+    0.79814
+    """
+
+    def list_loss(self, labels, scores, mask):
+        labels = tf.where(mask, labels, 0.0)
+        scores = tf.where(mask, scores, _LOG_EPSILON)
+        pairs = ops.preferred_pairs(labels, mask)
+        # log(exp(s_i) + sum_j [pairs_ij] exp(s_j)) - s_i, shifted by the row's largest competing score.
+        # Non-competitors get -inf before exp (not after), so that their gradient is 0 and never 0 * inf.
+        competitors = tf.where(pairs, scores[:, tf.newaxis, :], -float("inf"))
+        row_max = tf.stop_gradient(tf.maximum(tf.reduce_max(competitors, axis=2), scores))
+        partition = tf.exp(scores - row_max) + tf.reduce_sum(tf.exp(competitors - row_max[:, :, tf.newaxis]), axis=2)
+        per_item = tf.math.log(partition) + row_max - scores
+        losses = tf.reduce_sum(per_item * ops.default_gain(labels), axis=1, keepdims=True)
+        return losses, tf.ones_like(losses)
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class ListMLELoss(ListwiseLoss):
+    r"""ListMLE (Xia et al., 2008): the negative log Plackett-Luce likelihood of the order by labels.
+
+    With items sorted by label (descending), loss = sum_k (log sum_{m >= k} exp(s_m) - s_k). A
+    ``ListMLELambdaWeight`` multiplies the k-th term by its rank discount; other lambda weights are ignored.
+
+    Differences from TF Ranking 0.5.5, which is otherwise matched:
+    - ties in the labels: TF Ranking shuffles tied items at random before sorting, so its value is random;
+      tfrank keeps tied items in their input order (a deterministic, stable sort);
+    - padded items: TF Ranking keeps them at the end of the sorted list with score log(1e-10), which adds the
+      constant log(n_padded!) to a list's loss (no gradient); tfrank adds the same constant, except that a list
+      with no valid item at all gets loss 0 instead of log(list_size!).
+
+    >>> round(float(ListMLELoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
+    0.79814
+    """
+
+    def list_loss(self, labels, scores, mask):
+        labels = tf.where(mask, labels, 0.0)
+        scores = tf.where(mask, scores, _LOG_EPSILON)
+        order_keys = tf.where(mask, labels, tf.reduce_min(labels, axis=1, keepdims=True) - 1e-6)
+        order = tf.argsort(order_keys, axis=1, direction="DESCENDING", stable=True)
+        sorted_scores = tf.gather(scores, order, batch_dims=1)
+        sorted_scores -= tf.reduce_max(sorted_scores, axis=1, keepdims=True)
+        terms = tf.math.log(tf.cumsum(tf.exp(sorted_scores), axis=1, reverse=True)) - sorted_scores
+        if isinstance(self.lambda_weight, lambda_weights_lib.ListMLELambdaWeight):
+            positions = tf.range(1, tf.shape(labels)[1] + 1)[tf.newaxis, :] * tf.ones_like(order)
+            terms *= self.lambda_weight.individual_weights(labels, positions)
+        losses = tf.reduce_sum(terms, axis=1, keepdims=True)
+        has_valid_item = tf.reduce_any(mask, axis=1, keepdims=True)
+        losses = tf.where(has_valid_item, losses, 0.0)
+        return losses, tf.ones_like(losses)
+
+
+def _prepare_approx_inputs(labels, scores, mask):
+    """Clean labels (1e-10 everywhere in all-zero lists), scores with padding far below, list weights."""
+    labels = tf.where(mask, labels, 0.0)
+    scores = tf.where(mask, scores, tf.reduce_min(scores, axis=1, keepdims=True) - 1e3)
+    has_relevant = tf.reduce_sum(labels, axis=1, keepdims=True) > 0.0
+    labels = tf.where(has_relevant, labels, _EPSILON)
+    return labels, scores, tf.cast(has_relevant, tf.float32)
+
+
+def _safe_gain(labels: tf.Tensor) -> tf.Tensor:
+    """2^y - 1 rescaled by 2^-max(y) so that large labels cannot overflow: 2^(y - max) - 2^-max."""
+    max_label = tf.reduce_max(labels, axis=1, keepdims=True)
+    return tf.pow(2.0, labels - max_label) - tf.pow(2.0, -max_label)
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class ApproxNDCGLoss(ListwiseLoss):
+    r"""ApproxNDCG (Qin et al., 2010; Bruch et al., 2019): minus NDCG with ranks replaced by smooth ranks.
+
+    loss = -(1 / maxDCG) sum_i G(y_i) / ln(1 + r_i), r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / temperature),
+    with G(y) = 2^y - 1 (computed as 2^(y - max y) - 2^-max y, the common factor cancels). Lists whose labels are
+    all 0 get weight 0. Default temperature 0.1. ``lambda_weight`` is accepted and ignored, as in TF Ranking.
+
+    >>> import tensorflow as tf
+    >>> round(float(ApproxNDCGLoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
+    -0.65511
+    >>> loss = ApproxNDCGLoss(ragged=True)
+    >>> round(float(loss(tf.ragged.constant([[1.0, 0.0], [0.0, 1.0, 0.0]]),
+    ...                  tf.ragged.constant([[0.6, 0.8], [0.5, 0.8, 0.4]]))), 5)
+    -0.80537
+    """
+
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 0.1,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+
+    def list_loss(self, labels, scores, mask):
+        labels, scores, has_relevant = _prepare_approx_inputs(labels, scores, mask)
+        gains = _safe_gain(labels)
+        dcg = tf.reduce_sum(gains * ops.ln_discount(ops.approx_ranks(scores)), axis=1, keepdims=True)
+        ndcg = dcg * ops.inverse_max_dcg(labels, gain_fn=_safe_gain, rank_discount_fn=ops.ln_discount)
+        return -ndcg, has_relevant
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class ApproxMRRLoss(ListwiseLoss):
+    r"""ApproxMRR: minus the label-weighted mean reciprocal smooth rank, -sum_i y_i / r_i / sum_i y_i.
+
+    r_i is the smooth rank of ``ApproxNDCGLoss``. Lists whose labels are all 0 get weight 0. Default temperature
+    0.1. ``lambda_weight`` is accepted and ignored, as in TF Ranking.
+
+    >>> round(float(ApproxMRRLoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
+    -0.53169
+    """
+
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 0.1,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+
+    def list_loss(self, labels, scores, mask):
+        labels, scores, has_relevant = _prepare_approx_inputs(labels, scores, mask)
+        reciprocal_ranks = tf.reduce_sum(labels / ops.approx_ranks(scores), axis=1, keepdims=True)
+        return -reciprocal_ranks / tf.reduce_sum(labels, axis=1, keepdims=True), has_relevant
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class GumbelApproxNDCGLoss(ApproxNDCGLoss):
+    r"""ApproxNDCG on scores perturbed with Gumbel noise (Bruch et al., 2020), averaged over ``sample_size`` draws.
+
+    Each list is repeated ``sample_size`` times; draw k gets z = log softmax((s + g_k) / gumbel_temperature) with
+    g_k ~ Gumbel(0, 1) on valid items, then ``ApproxNDCGLoss`` (with ``temperature``) is taken over the
+    batch * sample_size lists, with labels and weights repeated.
+
+    Difference from TF Ranking: TF Ranking draws the noise with stateful ``tf.random.uniform`` (random unless the
+    global and op seeds are set). tfrank draws it with ``tf.random.stateless_uniform`` and seed ``[seed, 0]``
+    (``seed=None`` means 0), so the loss is a deterministic function of its inputs: the same seed and shapes give
+    the same noise on every call. Given the same noise the value equals TF Ranking's.
+
+    >>> loss = GumbelApproxNDCGLoss(seed=1)
+    >>> bool(loss([[1.0, 0.0]], [[0.6, 0.8]]) == loss([[1.0, 0.0]], [[0.6, 0.8]]))
+    True
+    """
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 0.1,
+        sample_size: int = 8,
+        gumbel_temperature: float = 1.0,
+        seed: Optional[int] = None,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
+            raise ValueError(f"sample_size={sample_size!r}: must be an int >= 1")
+        self.sample_size = sample_size
+        self.gumbel_temperature = _positive(gumbel_temperature, "gumbel_temperature")
+        self.seed = seed
+
+    def gumbel_noise(self, shape) -> tf.Tensor:
+        """Standard Gumbel noise of ``shape`` [batch, sample_size, list_size], a function of ``seed`` only."""
+        uniform = tf.random.stateless_uniform(shape, seed=[self.seed or 0, 0], dtype=tf.float32)
+        return -tf.math.log(-tf.math.log(uniform + 1e-20) + 1e-20)
+
+    def __call__(self, y_true, y_pred, sample_weight=None) -> tf.Tensor:
+        with tf.name_scope(self.name):
+            labels, scores, mask, sample_weight = self.prepare(y_true, y_pred, sample_weight)
+            labels, scores, mask, sample_weight = self._sample(labels, scores, mask, sample_weight)
+            values, weights = self.compute(labels, self.scale(scores), mask, sample_weight)
+            return self._reduce(values, weights)
+
+    def _sample(self, labels, scores, mask, sample_weight):
+        batch_size, list_size = tf.unstack(tf.shape(labels))
+        samples = self.sample_size
+
+        def repeat(tensor):
+            return tf.reshape(tf.repeat(tensor[:, tf.newaxis, :], samples, axis=1), [batch_size * samples, -1])
+
+        noisy = scores[:, tf.newaxis, :] + self.gumbel_noise([batch_size, samples, list_size])
+        noisy = tf.reshape(noisy, [batch_size * samples, list_size])
+        mask = repeat(mask)
+        noisy = tf.where(mask, noisy / self.gumbel_temperature, math.log(1e-20))
+        noisy = tf.math.log(tf.nn.softmax(noisy) + 1e-20)
+        if sample_weight is not None:
+            sample_weight = repeat(sample_weight * tf.ones_like(labels[:, :1]))
+        return repeat(labels), noisy, mask, sample_weight
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"sample_size": self.sample_size, "gumbel_temperature": self.gumbel_temperature, "seed": self.seed}
+        )
+        return config
+
+
+def _positive(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{what}={value!r}: must be > 0")
+    return float(value)

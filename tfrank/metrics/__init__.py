@@ -1,0 +1,38 @@
+"""Ranking metrics as Keras metrics, with the numbers of TF Ranking 0.5.5's ``tfr.keras.metrics``.
+
+Each metric takes ``name``, ``topn`` (except ``ARPMetric`` and ``OPAMetric``) and ``ragged``; ``NDCGMetric`` and
+``DCGMetric`` also take ``gain_fn`` and ``rank_discount_fn``. ``get("ndcg@5")`` builds one by name.
+Semantics and the two deliberate differences from TF Ranking (ties by input order; all-padding batches ignored)
+are described in ``tfrank/metrics/_base.py``.
+"""
+
+from tfrank.metrics._base import RankedLists, RankingMetric, per_list_weights
+from tfrank.metrics.ranking import (
+    ARPMetric,
+    DCGMetric,
+    HitsMetric,
+    MeanAveragePrecisionMetric,
+    MRRMetric,
+    NDCGMetric,
+    OPAMetric,
+    PrecisionMetric,
+    RecallMetric,
+)
+from tfrank.metrics.registry import get, names
+
+__all__ = [
+    "ARPMetric",
+    "DCGMetric",
+    "HitsMetric",
+    "MRRMetric",
+    "MeanAveragePrecisionMetric",
+    "NDCGMetric",
+    "OPAMetric",
+    "PrecisionMetric",
+    "RankedLists",
+    "RankingMetric",
+    "RecallMetric",
+    "get",
+    "names",
+    "per_list_weights",
+]

@@ -1,0 +1,150 @@
+"""The ranking model: scores a list of movies for one user.
+
+The architecture is the Keras-RS list-wise ranking tutorial's: user and movie embeddings, the user embedding repeated
+for every item of the list and concatenated with that item's movie embedding, then an MLP (256 relu, 64 relu, 1) that
+gives one score per item.
+"""
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfrank.ops import PADDING_ID, PADDING_SCORE
+
+_HIDDEN_UNITS = (256, 64)
+
+
+def _check_vocabulary(name: str, vocabulary: Sequence[int] | np.ndarray) -> np.ndarray:
+    ids = np.asarray(vocabulary).reshape(-1)
+    if ids.size == 0:
+        raise ValueError(f"{name} is empty: pass the ids seen in training")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{name} has dtype {ids.dtype}: ids must be integers")
+    ids = ids.astype(np.int64)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"{name} repeats ids {unique[counts > 1][:5].tolist()}: pass each id once (e.g. np.unique)")
+    if (ids == PADDING_ID).any():
+        raise ValueError(f"{name} contains PADDING_ID={PADDING_ID}: it is reserved for padded list items")
+    return ids
+
+
+def _id_to_row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+    """Maps ``ids[i]`` to embedding row ``i + 1``; any other id to the out-of-vocabulary row 0."""
+    rows = np.arange(1, ids.size + 1, dtype=np.int64)
+    initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.constant(rows))
+    return tf.lookup.StaticHashTable(initializer, default_value=0)
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class RankingModel(keras.Model):
+    """Scores every movie of a user's list: ``{"user_id", "movie_id"} -> scores`` shaped like ``movie_id``.
+
+    Inputs are a dict of
+      - ``user_id``: int64 ``[batch]`` (or ``[batch, 1]``);
+      - ``movie_id``: int64 ``[batch, list_size]`` with short lists padded by ``PADDING_ID`` (-1), or a
+        ``tf.RaggedTensor`` ``[batch, (list_size)]`` that needs no padding.
+
+    The output is float32 scores: dense ``[batch, list_size]`` for dense ``movie_id``, a ``tf.RaggedTensor`` with the
+    row lengths of ``movie_id`` for ragged input (scored on the flat values, so no work is spent on padding).
+
+    Ids and embedding rows: ``user_vocabulary`` and ``movie_vocabulary`` list the ids seen in training; id
+    ``vocabulary[i]`` uses embedding row ``i + 1``. Row 0 is a reserved out-of-vocabulary row shared by every id not in
+    the vocabulary, so an unseen user or movie gets an ordinary finite score instead of an error. Padded items
+    (``movie_id == PADDING_ID`` in dense input) get exactly ``PADDING_SCORE`` (-1e9), below any real score, so they
+    sort last and are masked by the losses and metrics.
+
+    Example:
+
+    >>> model = RankingModel(user_vocabulary=[1, 2], movie_vocabulary=[10, 20, 30], embedding_dim=4)
+    >>> scores = model({"user_id": tf.constant([1, 2], tf.int64),
+    ...                 "movie_id": tf.constant([[10, 20, 30], [30, 99, -1]], tf.int64)})
+    >>> scores.shape, float(scores[1, 2])
+    (TensorShape([2, 3]), -1000000000.0)
+    """
+
+    def __init__(
+        self,
+        user_vocabulary: Sequence[int] | np.ndarray,
+        movie_vocabulary: Sequence[int] | np.ndarray,
+        embedding_dim: int = 32,
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim={embedding_dim}: must be >= 1")
+        self._user_vocabulary = _check_vocabulary("user_vocabulary", user_vocabulary)
+        self._movie_vocabulary = _check_vocabulary("movie_vocabulary", movie_vocabulary)
+        self.embedding_dim = embedding_dim
+
+        self.user_rows = _id_to_row_table(self._user_vocabulary)
+        self.movie_rows = _id_to_row_table(self._movie_vocabulary)
+        self.user_embedding = keras.layers.Embedding(
+            self._user_vocabulary.size + 1, embedding_dim, name="user_embedding"
+        )
+        self.movie_embedding = keras.layers.Embedding(
+            self._movie_vocabulary.size + 1, embedding_dim, name="movie_embedding"
+        )
+        self.hidden_layers = [
+            keras.layers.Dense(units, activation="relu", name=f"hidden_{units}") for units in _HIDDEN_UNITS
+        ]
+        self.score_layer = keras.layers.Dense(1, name="score")
+        # Every weight shape is known from the vocabularies, so build now: weights exist before the first call and a
+        # `.keras` file loads without replaying an input shape.
+        self.build()
+
+    @property
+    def user_vocabulary(self) -> np.ndarray:
+        return self._user_vocabulary
+
+    @property
+    def movie_vocabulary(self) -> np.ndarray:
+        return self._movie_vocabulary
+
+    def build(self, input_shape=None):
+        if self.user_embedding.built:
+            return
+        self.user_embedding.build()
+        self.movie_embedding.build()
+        width = 2 * self.embedding_dim
+        for layer in self.hidden_layers:
+            layer.build((None, width))
+            width = layer.units
+        self.score_layer.build((None, width))
+
+    def call(self, inputs):
+        user_id = tf.reshape(tf.cast(inputs["user_id"], tf.int64), [-1])
+        movie_id = inputs["movie_id"]
+        user_embeddings = self.user_embedding(self.user_rows.lookup(user_id))  # [batch, dim]
+
+        if isinstance(movie_id, tf.RaggedTensor):
+            item_ids = tf.cast(movie_id.flat_values, tf.int64)
+            item_users = tf.gather(user_embeddings, movie_id.value_rowids())
+            return movie_id.with_flat_values(self._score_items(item_users, item_ids))
+
+        movie_id = tf.cast(movie_id, tf.int64)
+        list_size = tf.shape(movie_id)[1]
+        item_ids = tf.reshape(movie_id, [-1])
+        item_users = tf.repeat(user_embeddings, list_size, axis=0)  # row-major: user b for its list_size items
+        scores = tf.reshape(self._score_items(item_users, item_ids), tf.shape(movie_id))
+        return tf.where(movie_id == PADDING_ID, tf.constant(PADDING_SCORE, tf.float32), scores)
+
+    def _score_items(self, item_users: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+        """Scores flat items ``[n]`` given each item's user embedding ``[n, dim]``."""
+        movie_embeddings = self.movie_embedding(self.movie_rows.lookup(item_ids))
+        features = tf.concat([tf.cast(item_users, movie_embeddings.dtype), movie_embeddings], axis=-1)
+        for layer in self.hidden_layers:
+            features = layer(features)
+        return tf.cast(tf.squeeze(self.score_layer(features), axis=-1), tf.float32)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            user_vocabulary=self._user_vocabulary.tolist(),
+            movie_vocabulary=self._movie_vocabulary.tolist(),
+            embedding_dim=self.embedding_dim,
+        )
+        return config
