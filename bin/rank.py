@@ -10,10 +10,18 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up noise, before TF is imported.
+# Its CUDA probe logs through absl before logging is set up, whatever the level: mute stderr while TF loads.
+_stderr = os.dup(2)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+try:
+    import tensorflow  # noqa: E402, F401
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
 
-from absl import app, flags
+from absl import app, flags  # noqa: E402
 
-from tfrank import data, export
+from tfrank import data, export  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "Export base folder holding integer version folders (TF Serving layout).")

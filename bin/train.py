@@ -8,6 +8,14 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up noise, before TF is imported.
+# Its CUDA probe logs through absl before logging is set up, whatever the level: mute stderr while TF loads.
+_stderr = os.dup(2)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+try:
+    import tensorflow  # noqa: E402, F401
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -33,6 +41,8 @@ flags.DEFINE_float("learning_rate", None,
                    f"sigmoid_cross_entropy), {training.RANKING_LEARNING_RATE} for ranking losses (the tutorial's 0.1 "
                    "under-trains TF-Ranking-scaled losses); other optimizers: Keras default.")
 flags.DEFINE_enum("optimizer", "adagrad", training.OPTIMIZERS, "Optimizer.")
+flags.DEFINE_float("ema_momentum", training.DEFAULT_EMA_MOMENTUM,
+                   "Evaluate and export a moving average of the weights with this momentum; 0 turns it off.")
 flags.DEFINE_integer("seed", 42, "Seed of the split, the list sampling, the shuffles and the initial weights.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and results.json; a rerun resumes here.")
 flags.DEFINE_string("export_dir", None, "SavedModel export base: <export_dir>/<version> for TF Serving.")
@@ -47,7 +57,8 @@ def main(argv):
         movielens_path=FLAGS.movielens_path or None, tfds_data_dir=FLAGS.tfds_data_dir, list_size=FLAGS.list_size,
         num_lists_per_user=FLAGS.num_lists_per_user, eval_lists_per_user=FLAGS.eval_lists_per_user,
         embedding_dim=FLAGS.embedding_dim, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer, seed=FLAGS.seed,
+        learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum,
+        seed=FLAGS.seed,
         model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir)
     try:
         config.validate()

@@ -32,6 +32,9 @@ DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "mrr", "map")
 # (the tutorial's MSE) are best at 0.1 and collapse to random quality at 0.5. Sweeps behind both: BUILD.md.
 RANKING_LEARNING_RATE = 1.0
 POINTWISE_LEARNING_RATE = 0.1
+# Evaluate and export an exponential moving average of the weights, not the last step's: on MovieLens 100K it
+# lifts pairwise hinge test nDCG@5 from 0.928 to 0.931 (3 seeds; BUILD.md), at no cost in training speed.
+DEFAULT_EMA_MOMENTUM = 0.99
 RESULTS_FILE = "results.json"
 # TensorBoard's scalar plugin tag, so scalars are written with TF alone (TF 2.21 no longer installs TensorBoard).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
@@ -55,6 +58,7 @@ class TrainConfig:
     epochs: int = 5
     learning_rate: Optional[float] = None  # None: default_learning_rate(loss) for each loss.
     optimizer: str = "adagrad"
+    ema_momentum: float = DEFAULT_EMA_MOMENTUM  # 0 disables weight averaging.
     seed: int = 42
     model_dir: Optional[str] = None
     export_dir: Optional[str] = None
@@ -81,6 +85,8 @@ class TrainConfig:
                 raise ValueError(f"{field}={value}: must be >= {minimum}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate}: must be > 0")
+        if not 0 <= self.ema_momentum < 1:
+            raise ValueError(f"ema_momentum={self.ema_momentum}: must be in [0, 1); 0 turns weight averaging off")
         if self.movielens_path is not None and not os.path.exists(self.movielens_path):
             raise ValueError(f"movielens_path={self.movielens_path!r}: no such file or directory; "
                              "point it at the GroupLens folder or zip (e.g. .../ml-100k)")
@@ -172,12 +178,20 @@ def default_learning_rate(loss_name: str) -> float:
     return POINTWISE_LEARNING_RATE if isinstance(loss, pointwise) else RANKING_LEARNING_RATE
 
 
-def make_optimizer(name: str, learning_rate: Optional[float] = None) -> keras.optimizers.Optimizer:
-    """A Keras optimizer by flag name; ``learning_rate=None`` keeps Keras's default for it."""
+def make_optimizer(name: str, learning_rate: Optional[float] = None,
+                   ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by flag name; ``learning_rate=None`` keeps Keras's default for it.
+
+    With ``ema_momentum > 0`` the optimizer also keeps a moving average of the weights, which
+    ``finalize_variable_values`` copies into the model when training ends.
+    """
     classes = {"adagrad": keras.optimizers.Adagrad, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
     if name not in classes:
         raise ValueError(f"optimizer={name!r}: must be one of {', '.join(OPTIMIZERS)}")
-    return classes[name]() if learning_rate is None else classes[name](learning_rate=learning_rate)
+    kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
+    if ema_momentum > 0:
+        kwargs.update(use_ema=True, ema_momentum=ema_momentum)
+    return classes[name](**kwargs)
 
 
 def evaluate(model: keras.Model, lists: tf.data.Dataset, metric_names: Sequence[str]) -> Dict[str, float]:
@@ -204,7 +218,7 @@ class _Trainer:
             learning_rate = config.learning_rate
             if learning_rate is None and config.optimizer == "adagrad":
                 learning_rate = default_learning_rate(loss_name)
-            self.optimizer = make_optimizer(config.optimizer, learning_rate)
+            self.optimizer = make_optimizer(config.optimizer, learning_rate, config.ema_momentum)
             self.optimizer.build(self.model.trainable_variables)
             self.loss = tfrank_losses.get(loss_name)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -292,6 +306,9 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
             manager.save(checkpoint_number=epoch)
             with writer.as_default(step=epoch):
                 _write_scalar("train/loss", mean_loss, epoch)
+    if config.ema_momentum > 0 and int(trainer.epoch) > 0:
+        # The checkpoints keep the raw weights and their average; the model is evaluated and exported averaged.
+        trainer.optimizer.finalize_variable_values(trainer.model.trainable_variables)
     result = {"val": evaluate(trainer.model, ranking_data.val, config.metrics),
               "test": evaluate(trainer.model, ranking_data.test, config.metrics)}
     result["learning_rate"] = float(trainer.optimizer.learning_rate)
