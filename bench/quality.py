@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfrank import losses, metrics, training  # noqa: E402
 from tfrank import data as tfrank_data  # noqa: E402
+from tfrank import losses, metrics, training  # noqa: E402
 
 
 def reference_scores(config: training.TrainConfig) -> dict:
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--movielens_path", default=os.environ.get("TFRANK_MOVIELENS_DIR"))
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--losses", default=",".join(losses.names()))
+    parser.add_argument("--learning_rate", type=float, default=None, help="default: bin/train.py's per-loss rate")
+    parser.add_argument("--ema_momentum", type=float, default=None, help="default: bin/train.py's per-loss value")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     loss_names = args.losses.split(",")
@@ -59,7 +61,8 @@ def main() -> None:
     references = {}
     for seed in seeds:
         config = training.TrainConfig(losses=tuple(loss_names), metrics=("ndcg@5", "mrr"),
-                                      movielens_path=args.movielens_path, seed=seed, verbose=0)
+                                      movielens_path=args.movielens_path, seed=seed, verbose=0,
+                                      learning_rate=args.learning_rate, ema_momentum=args.ema_momentum)
         for name, result in training.run(config).items():
             by_loss[name].append((result["test"]["ndcg@5"], result["test"]["mrr"]))
         for name, values in reference_scores(config).items():
@@ -69,7 +72,8 @@ def main() -> None:
         ndcg, mrr = zip(*values)
         cells = [f"{statistics.mean(v):.4f} ± {statistics.pstdev(v):.4f}" for v in (ndcg, mrr)]
         print(f"{name:<28}{cells[0]:>18}{cells[1]:>18}")
-    print(f"seeds {args.seeds}; defaults of bin/train.py otherwise")
+    print(f"seeds {args.seeds}; learning_rate {args.learning_rate or 'per loss'}, ema_momentum "
+          f"{'per loss' if args.ema_momentum is None else args.ema_momentum}; defaults of bin/train.py otherwise")
 
 
 if __name__ == "__main__":

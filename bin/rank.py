@@ -9,16 +9,7 @@ Unlike the Keras-RS tutorial, which prints np.argsort's ascending order, the hig
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up noise, before TF is imported.
-# Its CUDA probe logs through absl before logging is set up, whatever the level: mute stderr while TF loads.
-_stderr = os.dup(2)
-os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-try:
-    import tensorflow  # noqa: E402, F401
-finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
-
+import _quiet_tensorflow  # noqa: E402, F401  (first: TensorFlow without start-up noise)
 from absl import app, flags  # noqa: E402
 
 from tfrank import data, export  # noqa: E402

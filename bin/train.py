@@ -7,16 +7,7 @@ experiment in one command).
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up noise, before TF is imported.
-# Its CUDA probe logs through absl before logging is set up, whatever the level: mute stderr while TF loads.
-_stderr = os.dup(2)
-os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-try:
-    import tensorflow  # noqa: E402, F401
-finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
-
+import _quiet_tensorflow  # noqa: E402, F401  (first: TensorFlow without start-up noise)
 from absl import app, flags, logging  # noqa: E402
 
 from tfrank import training  # noqa: E402
@@ -37,12 +28,13 @@ flags.DEFINE_integer("embedding_dim", 32, "User and movie embedding size.")
 flags.DEFINE_integer("batch_size", 1024, "Lists per training batch.")
 flags.DEFINE_integer("epochs", 5, "Passes over the training lists.")
 flags.DEFINE_float("learning_rate", None,
-                   f"Optimizer learning rate; Adagrad default {training.POINTWISE_LEARNING_RATE} for pointwise losses (mse, "
-                   f"sigmoid_cross_entropy), {training.RANKING_LEARNING_RATE} for ranking losses (the tutorial's 0.1 "
-                   "under-trains TF-Ranking-scaled losses); other optimizers: Keras default.")
+                   f"Optimizer learning rate. Adagrad default: {training.POINTWISE_LEARNING_RATE} for pointwise "
+                   f"losses (mse, sigmoid_cross_entropy), {training.RANKING_LEARNING_RATE} for ranking losses (the "
+                   "tutorial's 0.1 under-trains TF-Ranking-scaled losses); other optimizers: Keras's default.")
 flags.DEFINE_enum("optimizer", "adagrad", training.OPTIMIZERS, "Optimizer.")
-flags.DEFINE_float("ema_momentum", training.DEFAULT_EMA_MOMENTUM,
-                   "Evaluate and export a moving average of the weights with this momentum; 0 turns it off.")
+flags.DEFINE_float("ema_momentum", None,
+                   "Evaluate and export a moving average of the weights with this momentum; 0 turns it off. "
+                   f"Default: {training.RANKING_EMA_MOMENTUM} for ranking losses, off for pointwise losses.")
 flags.DEFINE_integer("seed", 42, "Seed of the split, the list sampling, the shuffles and the initial weights.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and results.json; a rerun resumes here.")
 flags.DEFINE_string("export_dir", None, "SavedModel export base: <export_dir>/<version> for TF Serving.")

@@ -8,10 +8,9 @@ import sys
 
 import pytest
 from absl import flags
+from conftest import REPO_ROOT
 
 from tfrank.data import movielens
-
-from conftest import REPO_ROOT
 
 TRAIN = str(REPO_ROOT / "bin" / "train.py")
 RANK = str(REPO_ROOT / "bin" / "rank.py")
@@ -95,6 +94,7 @@ def test_bad_flag_exits_with_one_line_naming_it(flag, expected):
 @pytest.fixture(scope="module")
 def train_main():
     """bin/train.py imported once (absl flags can be defined only once per process)."""
+    sys.path.insert(0, str(REPO_ROOT / "bin"))  # as when the script runs: its folder first on the path
     spec = importlib.util.spec_from_file_location("tfrank_bin_train", TRAIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -34,6 +34,9 @@ def test_run_returns_val_and_test_metrics_for_each_loss(synthetic_dir, tmp_path)
         for split in ("val", "test"):
             assert set(by_split[split]) == {"ndcg@5", "mrr"}
             assert all(0.0 < value <= 1.0 for value in by_split[split].values())
+    # Pointwise losses keep the tutorial's Adagrad 0.1 and their last weights; ranking losses get 1.0 and averaging.
+    assert results["mse"]["learning_rate"] == pytest.approx(0.1) and results["mse"]["ema_momentum"] == 0.0
+    assert results["pairwise_hinge"]["learning_rate"] == 1.0 and results["pairwise_hinge"]["ema_momentum"] == 0.99
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["pairwise_hinge"]["test"] == results["pairwise_hinge"]["test"]
     assert written["mse"]["val"] == results["mse"]["val"]

@@ -44,7 +44,8 @@ class HitsMetric(RankingMetric):
     """Hits@k: 1 if any of the top ``k`` items is relevant, else 0. Set ``topn``: without it, any relevant list hits.
 
     >>> from tfrank.metrics import HitsMetric
-    >>> float(HitsMetric(topn=1)([[0., 2., 1.]], [[3., 1., 2.]])), float(HitsMetric(topn=2)([[0., 2., 1.]], [[3., 1., 2.]]))
+    >>> labels, scores = [[0., 2., 1.]], [[3., 1., 2.]]
+    >>> float(HitsMetric(topn=1)(labels, scores)), float(HitsMetric(topn=2)(labels, scores))
     (0.0, 1.0)
     """
 
