@@ -32,17 +32,6 @@ class ListwiseLoss(RankingLoss):
       ragged: accept ``tf.RaggedTensor`` labels, scores and per-item weights (dense ones still work).
     """
 
-    def __init__(
-        self,
-        reduction: Optional[str] = "sum_over_batch_size",
-        name: Optional[str] = None,
-        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
-        temperature: float = 1.0,
-        ragged: bool = False,
-        **kwargs,
-    ):
-        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
-
     def list_loss(self, labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor):
         raise NotImplementedError
 
@@ -179,7 +168,6 @@ class ApproxNDCGLoss(ListwiseLoss):
     -0.80537
     """
 
-
     def __init__(
         self,
         reduction: Optional[str] = "sum_over_batch_size",
@@ -209,7 +197,6 @@ class ApproxMRRLoss(ListwiseLoss):
     >>> round(float(ApproxMRRLoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
     -0.53169
     """
-
 
     def __init__(
         self,
