@@ -29,7 +29,7 @@ OPTIMIZERS = ("adagrad", "adam", "sgd")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "mrr", "map")
 # Adagrad learning rates when none is given. TF-Ranking-exact ranking losses average over list items, so they are
 # list_size times smaller than Keras-RS's per-list sums and under-train at the tutorial's 0.1; pointwise losses
-# (the tutorial's MSE) are best at 0.1 and collapse to random quality at 0.5. Sweeps behind both: BUILD.md.
+# (the tutorial's MSE) are best at 0.1 and fall to near-random quality at 0.5. Sweeps behind both: BUILD.md.
 RANKING_LEARNING_RATE = 1.0
 POINTWISE_LEARNING_RATE = 0.1
 # Ranking losses evaluate and export a moving average of the weights, not the last step's: on MovieLens 100K it
@@ -172,18 +172,14 @@ def prepare_data(config: TrainConfig) -> RankingData:
         batch_size=config.batch_size)
 
 
-def _is_pointwise(loss_name: str) -> bool:
-    return isinstance(tfrank_losses.get(loss_name), tfrank_losses.PointwiseLoss)
+def default_learning_rate(loss: keras.losses.Loss) -> float:
+    """Adagrad's learning rate for ``loss`` when none is given: 0.1 for pointwise losses, else 1.0."""
+    return POINTWISE_LEARNING_RATE if isinstance(loss, tfrank_losses.PointwiseLoss) else RANKING_LEARNING_RATE
 
 
-def default_learning_rate(loss_name: str) -> float:
-    """Adagrad's learning rate for ``loss_name`` when none is given: 0.1 for pointwise losses, else 1.0."""
-    return POINTWISE_LEARNING_RATE if _is_pointwise(loss_name) else RANKING_LEARNING_RATE
-
-
-def default_ema_momentum(loss_name: str) -> float:
-    """Weight-averaging momentum for ``loss_name`` when none is given: 0 (off) for pointwise losses, else 0.99."""
-    return 0.0 if _is_pointwise(loss_name) else RANKING_EMA_MOMENTUM
+def default_ema_momentum(loss: keras.losses.Loss) -> float:
+    """Weight-averaging momentum for ``loss`` when none is given: 0 (off) for pointwise losses, else 0.99."""
+    return 0.0 if isinstance(loss, tfrank_losses.PointwiseLoss) else RANKING_EMA_MOMENTUM
 
 
 def make_optimizer(name: str, learning_rate: Optional[float] = None,
@@ -223,15 +219,15 @@ class _Trainer:
             self.model = models.RankingModel(ranking_data.user_vocabulary, ranking_data.movie_vocabulary,
                                              embedding_dim=config.embedding_dim)
             self.model({"user_id": tf.zeros([1], tf.int64), "movie_id": tf.zeros([1, config.list_size], tf.int64)})
+            self.loss = tfrank_losses.get(loss_name)
             learning_rate = config.learning_rate
             if learning_rate is None and config.optimizer == "adagrad":
-                learning_rate = default_learning_rate(loss_name)
+                learning_rate = default_learning_rate(self.loss)
             self.ema_momentum = config.ema_momentum
             if self.ema_momentum is None:
-                self.ema_momentum = default_ema_momentum(loss_name)
+                self.ema_momentum = default_ema_momentum(self.loss)
             self.optimizer = make_optimizer(config.optimizer, learning_rate, self.ema_momentum)
             self.optimizer.build(self.model.trainable_variables)
-            self.loss = tfrank_losses.get(loss_name)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
 
