@@ -9,7 +9,7 @@ Unlike the Keras-RS tutorial, which prints np.argsort's ascending order, the hig
 import os
 import sys
 
-import _quiet_tensorflow  # noqa: E402, F401  (first: TensorFlow without start-up noise)
+import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up noise)
 from absl import app, flags  # noqa: E402
 
 from tfrank import data, export  # noqa: E402
@@ -70,6 +70,7 @@ def main(argv):
     print(f"{'rank':>4}  {'score':>12}  {'movie_id':>8}  title")
     for rank, (movie_id, score) in enumerate(ranking, start=1):
         print(f"{rank:>4}  {score:>12.6f}  {movie_id:>8}  {titles.get(movie_id, '?' if FLAGS.titles else '')}")
+    _quiet_tensorflow.exit_without_teardown()
 
 
 if __name__ == "__main__":

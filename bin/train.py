@@ -7,7 +7,7 @@ experiment in one command).
 import os
 import sys
 
-import _quiet_tensorflow  # noqa: E402, F401  (first: TensorFlow without start-up noise)
+import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up noise)
 from absl import app, flags, logging  # noqa: E402
 
 from tfrank import training  # noqa: E402
@@ -64,6 +64,7 @@ def main(argv):
         if error.name != "importlib_resources":
             raise
         sys.exit(f"train.py: error: {error}")
+    _quiet_tensorflow.exit_without_teardown()
 
 
 if __name__ == "__main__":

@@ -54,16 +54,19 @@ class _ServingModule(tf.Module):
         self.model_variables = [variable.value for variable in model.variables]
         self.lookup_tables = _lookup_tables(model)
 
+        # autograph=False: the model has no tensor-dependent Python control flow, and converting Keras's code
+        # dominates tracing time.
         @tf.function(
             input_signature=[
                 tf.TensorSpec([None], tf.int64, name="user_id"),
                 tf.TensorSpec([None, None], tf.int64, name="movie_id"),
-            ]
+            ],
+            autograph=False,
         )
         def score(user_id, movie_id):
             return {"scores": model({"user_id": user_id, "movie_id": movie_id}, training=False)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")], autograph=False)
         def score_examples(serialized):
             features = tf.io.parse_example(
                 serialized,

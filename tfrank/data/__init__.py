@@ -7,7 +7,7 @@ batches = tfrank.data.batch_lists(lists, batch_size=32)
 """
 
 from tfrank.data import synthetic
-from tfrank.data.lists import batch_lists, sample_lists, split
+from tfrank.data.lists import batch_lists, from_memory, sample_lists, split
 from tfrank.data.movielens import GENRES, VARIANTS, MovieLensUnavailableError, load_movies, load_ratings
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "VARIANTS",
     "MovieLensUnavailableError",
     "batch_lists",
+    "from_memory",
     "load_movies",
     "load_ratings",
     "sample_lists",

@@ -23,8 +23,9 @@ ops take one seed per call, and the batched ``index_shuffle`` took about 6 micro
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tfrank.ops import PADDING_ID, PADDING_LABEL
@@ -33,8 +34,8 @@ _COLLECT_BATCH = 65536
 # The functions given to tf.data here have no tensor-dependent Python control flow: skipping AutoGraph's source
 # conversion makes building a pipeline faster.
 _plain = tf.autograph.experimental.do_not_convert
-# Most rating batches gathered into one grouping: 2**20 batches, 6.9e10 ratings at the default batch.
-_MAX_BATCHES = 1 << 20
+# A batch size that holds every rating (or every list) in one batch.
+_ALL = 1 << 62
 _GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, the SplitMix64 increment
 _RATING_KEYS = ("user_id", "movie_id", "user_rating")
 
@@ -63,25 +64,14 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
     bounds = [sum(fractions[:i]) for i in range(len(fractions) + 1)]
     bounds[-1] = 2.0  # the last part takes everything above the previous bound, rounding included
     batched = _is_batched(ratings)
-
-    def uniform(features: dict[str, tf.Tensor]) -> tf.Tensor:
-        return _to_unit_interval(_hash(seed, features["user_id"], features["movie_id"]))
-
+    columns = _collect(ratings)
+    user_ids, movie_ids = (tf.cast(columns[key], tf.int64) for key in ("user_id", "movie_id"))
+    points = _to_unit_interval(_hash(seed, user_ids, movie_ids))
     parts = []
     for low, high in zip(bounds[:-1], bounds[1:]):
-
-        @_plain
-        def in_part(features: dict[str, tf.Tensor], low: float = low, high: float = high) -> tf.Tensor:
-            u = uniform(features)
-            return (u >= low) & (u < high)
-
-        if batched:
-            parts.append(ratings.map(
-                _plain(lambda f, in_part=in_part: tf.nest.map_structure(lambda t: tf.boolean_mask(t, in_part(f)), f)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-            ))  # fmt: skip
-        else:
-            parts.append(ratings.filter(in_part))
+        rows = tf.where((points >= low) & (points < high))[:, 0]
+        part = {name: tf.gather(values, rows) for name, values in columns.items()}
+        parts.append(from_memory(part, _COLLECT_BATCH if batched else None))
     return tuple(parts)
 
 
@@ -108,26 +98,11 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
         as ``tf.RaggedTensor``), the same as :func:`batch_lists` without its per-list cost.
     """
     _check_sampling(list_size, num_lists_per_user, min_list_size, batch_size)
-    columns = ratings.map(_plain(lambda f: {k: f[k] for k in _RATING_KEYS}), num_parallel_calls=tf.data.AUTOTUNE)
-    if not _is_batched(ratings):
-        columns = columns.batch(_COLLECT_BATCH)
-    # One element holding every rating: the batches are stacked once (padded), not element by element.
-    everything = columns.map(_plain(lambda f: (f, tf.size(f["user_id"])))).padded_batch(_MAX_BATCHES)
-
-    @_plain
-    def lists_of(padded: dict[str, tf.Tensor], sizes: tf.Tensor) -> tf.data.Dataset:
-        real = tf.sequence_mask(sizes, tf.shape(padded["user_id"])[1])
-        users, movies, ratings_ = (tf.cast(tf.boolean_mask(padded[k], real), d) for k, d in zip(
-            _RATING_KEYS, (tf.int64, tf.int64, tf.float32)))  # fmt: skip
-        examples = _sample(users, movies, ratings_, list_size, num_lists_per_user, min_list_size, seed)
-        if batch_size is None:
-            lists = tf.data.Dataset.from_tensor_slices(examples)
-            if list_size is None:  # an identity map turns slices of ragged tensors into plain [None] tensors
-                lists = lists.map(_plain(lambda features, labels: (dict(features), labels)))
-            return lists
-        return _slices(examples, batch_size)
-
-    return everything.flat_map(lists_of).prefetch(tf.data.AUTOTUNE)
+    columns = _collect(ratings, _RATING_KEYS)
+    users, movies = tf.cast(columns["user_id"], tf.int64), tf.cast(columns["movie_id"], tf.int64)
+    ratings_ = tf.cast(columns["user_rating"], tf.float32)
+    lists = _sample(users, movies, ratings_, list_size, num_lists_per_user, min_list_size, seed)
+    return from_memory(lists, batch_size)
 
 
 def batch_lists(lists: tf.data.Dataset, batch_size: int, ragged: bool = False, drop_remainder: bool = False,
@@ -201,12 +176,13 @@ def _mix64(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
 
 
-def _hash(seed: int, *values: tf.Tensor) -> tf.Tensor:
+def _hash(seed: tf.Tensor, *values: tf.Tensor) -> tf.Tensor:
     """A uint64 hash of ``(seed, *values)``, elementwise over broadcast ``values`` (integers)."""
-    h = _mix64(tf.constant((seed * _GOLDEN + _GOLDEN) % (1 << 64), tf.uint64))
+    golden = tf.constant(_GOLDEN, tf.uint64)
+    h = _mix64(tf.bitcast(tf.cast(seed, tf.int64), tf.uint64) * golden + golden)
     for value in values:
         value = tf.bitcast(tf.cast(value, tf.int64), tf.uint64)
-        h = _mix64(tf.bitwise.bitwise_xor(h, value) + tf.constant(_GOLDEN, tf.uint64))
+        h = _mix64(tf.bitwise.bitwise_xor(h, value) + golden)
     return h
 
 
@@ -219,19 +195,45 @@ def _labels(ratings: tf.Tensor) -> tf.Tensor:
     return tf.maximum(ratings - 1.0, 0.0) / 4.0
 
 
-def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: int | None, num_lists: int,
-            min_list_size: int, seed: int) -> tuple[dict[str, tf.Tensor], tf.Tensor]:  # fmt: skip
+# Building a graph costs about half a millisecond per op here, far more than running these ops on 100k ratings,
+# and tf.data instantiates every function again for each new iterator. So the split hash and the sampler are
+# written with few ops, and traced once per process (the sampler once per list_size), shared by all pipelines.
+def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
+    """Features ``keys`` (all when None) of every rating, each as one tensor over all ratings in input order."""
+    keys = tuple(ratings.element_spec) if keys is None else tuple(keys)
+    if not all(_is_column(spec) for spec in ratings.element_spec.values()):
+        ratings = ratings.map(_plain(lambda features: {key: features[key] for key in keys}))
+    if not _is_batched(ratings):
+        ratings = ratings.batch(_COLLECT_BATCH)
+    for key, spec in ratings.element_spec.items():
+        if not _is_column(spec):
+            raise ValueError(f"ratings feature {key!r} has spec {spec}: expected a tensor of fixed shape per rating")
+    nothing = {key: tf.zeros([0, *spec.shape[1:]], spec.dtype) for key, spec in ratings.element_spec.items()}
+    if tf.executing_eagerly():
+        # A Python loop over batches of ratings (a few hundred at most), not over ratings: unlike rebatch, it
+        # traces no function.
+        batches = [*ratings, nothing]
+        return {key: tf.concat([batch[key] for batch in batches], axis=0) for key in keys}
+    # Rebatching gives one batch of every rating, or none when there are no ratings: then the empty one follows.
+    everything = ratings.rebatch(_ALL).concatenate(tf.data.Dataset.from_tensors(nothing))
+    columns = everything.take(1).get_single_element()
+    return {key: columns[key] for key in keys}
+
+
+def _is_column(spec: tf.TypeSpec) -> bool:
+    return isinstance(spec, tf.TensorSpec) and spec.shape[1:].is_fully_defined()
+
+
+def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: int | None, num_lists: tf.Tensor,
+            min_list_size: tf.Tensor, seed: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:  # fmt: skip
     """All lists of all users from flat rating columns, as stacked (or ragged) tensors."""
-    num_ratings = tf.size(users, out_type=tf.int64)
     grouped = tf.reduce_all(users[1:] >= users[:-1])
-    order = tf.cond(grouped, lambda: tf.range(num_ratings), lambda: tf.cast(tf.argsort(users, stable=True), tf.int64))
+    order = tf.cond(grouped, lambda: tf.range(tf.size(users)), lambda: tf.argsort(users, stable=True))
     users, movies, ratings = (tf.gather(t, order) for t in (users, movies, ratings))
-    is_first = tf.concat([[True], users[1:] != users[:-1]], axis=0)
-    starts = tf.where(is_first)[:, 0]
-    lengths = tf.concat([starts[1:], [num_ratings]], axis=0) - starts
-    kept = lengths >= min_list_size
-    starts, lengths = tf.boolean_mask(starts, kept), tf.boolean_mask(lengths, kept)
-    user_ids = tf.gather(users, starts)
+    user_ids, _, lengths = tf.unique_with_counts(users, out_idx=tf.int64)
+    kept = tf.where(lengths >= min_list_size)[:, 0]
+    starts = tf.gather(tf.cumsum(lengths, exclusive=True), kept)
+    user_ids, lengths = tf.gather(user_ids, kept), tf.gather(lengths, kept)
 
     if list_size is None:
         positions = tf.ragged.range(starts, starts + lengths)
@@ -240,23 +242,25 @@ def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: 
             _labels(tf.gather(ratings, positions)),
         )
 
-    num_users = tf.size(user_ids, out_type=tf.int64)
-    owner = tf.repeat(tf.range(num_users), num_lists)
-    list_index = tf.tile(tf.range(num_lists, dtype=tf.int64), [num_users])
+    list_number = tf.range(tf.size(user_ids, out_type=tf.int64) * num_lists)
+    owner, list_index = list_number // num_lists, list_number % num_lists
     list_users = tf.gather(user_ids, owner)
-    available = tf.gather(lengths, owner)
     key = _hash(seed, list_users, list_index)
-    # Floyd's algorithm: for j = n - k, ..., n - 1 draw t in [0, j]; take t, or j if t was already taken.
-    picks: list[tf.Tensor] = []
-    for step in range(list_size):
-        j = available - list_size + step
-        draw = _mix64(key + tf.constant((step + 1) * _GOLDEN % (1 << 64), tf.uint64))
-        t = tf.cast(draw % tf.cast(j + 1, tf.uint64), tf.int64)
-        if picks:
-            taken = tf.reduce_any(tf.equal(tf.stack(picks, axis=1), t[:, None]), axis=1)
-            t = tf.where(taken, j, t)
-        picks.append(t)
-    picked = tf.stack(picks, axis=1)
+    # Floyd's algorithm: for j = n - k, ..., n - 1 draw t in [0, j]; take t, or j if t was already taken. All the
+    # draws are made at once; only the "already taken" test runs step by step.
+    # A numpy array: in a graph, tf.constant would round a list of Python ints above 2**53 through float64.
+    step_offsets = tf.constant(np.array([(step + 1) * _GOLDEN % (1 << 64) for step in range(list_size)], np.uint64))
+    highest = tf.gather(lengths, owner)[:, None] - list_size + tf.range(list_size, dtype=tf.int64)  # j
+    draws = tf.cast(_mix64(key[:, None] + step_offsets) % tf.cast(highest + 1, tf.uint64), tf.int64)  # t
+
+    def take(step: tf.Tensor, picked: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        draw = tf.gather(draws, step, axis=1)
+        taken = tf.reduce_any(tf.equal(picked, draw[:, None]), axis=1)
+        pick = tf.where(taken, tf.gather(highest, step, axis=1), draw)
+        return step + 1, tf.where(tf.range(list_size) == step, pick[:, None], picked)
+
+    unpicked = tf.fill(tf.shape(draws), tf.constant(-1, tf.int64))  # never equal to a draw
+    _, picked = tf.while_loop(lambda step, _: step < list_size, take, (0, unpicked), parallel_iterations=1)
     # Floyd's picks are a uniform set but not in uniform order: shuffle each list by a hash of its picks.
     shuffle_keys = _to_unit_interval(_mix64(tf.bitwise.bitwise_xor(key[:, None], tf.cast(picked, tf.uint64))))
     picked = tf.gather(picked, tf.argsort(shuffle_keys, axis=1), batch_dims=1)
@@ -267,16 +271,36 @@ def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: 
     )
 
 
-def _slices(examples: tuple[dict[str, tf.Tensor], tf.Tensor], batch_size: int) -> tf.data.Dataset:
-    """Consecutive batches of ``batch_size`` lists, sliced from stacked (or ragged) list tensors."""
-    count = tf.shape(examples[1], out_type=tf.int64)[0]
+def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
+    """A dataset slicing in-memory tensors (a nest of dense or ragged tensors of equal first dimension).
 
-    @_plain
-    def batch(index: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        begin = index * batch_size
-        return tf.nest.map_structure(lambda t: t[begin : begin + batch_size], examples)
+    ``batch_size=None`` gives one row per element, an int batches of that many rows (the last one smaller). No
+    per-row tf.data work: dense tensors are reshaped into whole batches and sliced by tf.data in C++. tf.data's
+    default graph rewrites are turned off for the dataset: with them, each new iterator copied the tensors (8.6 s
+    for 2.4 GB here).
+    """
+    flat = tf.nest.flatten(tensors)
+    ragged = any(isinstance(t, tf.RaggedTensor) for t in flat)
+    if batch_size is None:
+        dataset = tf.data.Dataset.from_tensor_slices(tensors)
+        if ragged:  # the identity map turns rows of ragged tensors (ragged specs of rank 1) into plain tensors
+            dataset = dataset.map(_plain(lambda *row: row if len(row) > 1 else row[0]))
+    elif ragged or flat[0].shape[0] is None:  # the row count is unknown only inside a tf.function
+        dataset = tf.data.Dataset.from_tensors(tensors).rebatch(batch_size)
+    else:
+        rows = int(flat[0].shape[0])
+        whole = rows - rows % batch_size
 
-    return tf.data.Dataset.range((count + batch_size - 1) // batch_size).map(batch)
+        def batches(t: tf.Tensor) -> tf.Tensor:
+            return tf.reshape(t[:whole], [whole // batch_size, batch_size, *t.shape[1:]])
+
+        dataset = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(batches, tensors))
+        if whole < rows:
+            rest = tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda t: t[whole:], tensors))
+            dataset = dataset.concatenate(rest)
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    return dataset.with_options(options)
 
 
 def _check_fits(features: dict[str, tf.Tensor], labels: tf.Tensor, pad_to: int) -> tuple[dict, tf.Tensor]:

@@ -144,7 +144,9 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
         ratings = map_tfds_ratings(_load_tfds(f"movielens/{variant}-ratings", data_dir))
         return ratings if batch_size is None else ratings.batch(batch_size)
     batches = _read_ratings(_local_file(where, variant, _LAYOUTS[variant].ratings), variant)
-    return batches.unbatch() if batch_size is None else batches.rebatch(batch_size)
+    if batch_size is None:
+        return batches.unbatch()
+    return batches if batch_size == _LINES_PER_BATCH else batches.rebatch(batch_size)
 
 
 def load_movies(variant: str = "100k", source: str | os.PathLike | None = None, data_dir: str | None = None
@@ -301,27 +303,20 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
 def _numbered_lines(path: str, header: bool) -> tf.data.Dataset:
     """Batches ``(line_numbers int64 [B], lines string [B])`` of ``path``, numbered from 1 as an editor shows them.
 
-    The file is read whole and split into lines in one op, then sliced into batches: tf.data's per-element cost
-    (several microseconds) would dominate a ``TextLineDataset`` at 25M lines. Memory: about 3x the file size.
+    The file is read whole and split into lines in one op, then sliced into batches by tf.data in C++: tf.data's
+    per-element cost (several microseconds) would dominate a ``TextLineDataset`` at 25M lines. Memory: about 3x
+    the file size.
     """
     first = 1 if header else 0
 
     @_plain
-    def batches(file_path: tf.Tensor) -> tf.data.Dataset:
+    def numbered_lines(file_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         lines = tf.strings.split(tf.io.read_file(file_path), "\n")
         # The newline that ends the last line leaves an empty string behind; any other empty line is malformed.
         end = tf.size(lines, out_type=tf.int64) - tf.cast(lines[-1] == "", tf.int64)
-        count = tf.maximum(end - first, 0)
+        return tf.range(first, end) + 1, lines[first:end]
 
-        @_plain
-        def batch(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            begin = first + index * _LINES_PER_BATCH
-            stop = tf.minimum(begin + _LINES_PER_BATCH, end)
-            return tf.range(begin, stop) + 1, lines[begin:stop]
-
-        return tf.data.Dataset.range((count + _LINES_PER_BATCH - 1) // _LINES_PER_BATCH).map(batch)
-
-    return tf.data.Dataset.from_tensors(path).flat_map(batches)
+    return tf.data.Dataset.from_tensors(path).map(numbered_lines).rebatch(_LINES_PER_BATCH)
 
 
 def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: str, expected: str) -> tf.Operation:
