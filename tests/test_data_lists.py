@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrank.data import batch_lists, load_ratings, sample_lists, split, synthetic
+from tfrank.data import batch_lists, from_memory, load_ratings, sample_lists, split, synthetic
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
 
@@ -202,6 +202,23 @@ def test_sample_lists_rejects_bad_arguments(kwargs, message):
         sample_lists(ratings, **kwargs)
 
 
+def test_lists_built_inside_a_tf_function_equal_the_eager_ones(small_ratings):
+    def checksums(ratings: tf.data.Dataset, list_size):
+        train, _ = split(ratings, (0.6, 0.4), seed=5)
+        lists = sample_lists(train, list_size, num_lists_per_user=3, min_list_size=4, seed=9, batch_size=50)
+        # Order-sensitive sums over every list: the same lists in the same order give the same numbers.
+        return lists.reduce((tf.constant(0, tf.int64), tf.constant(0.0)), lambda total, batch: (
+            total[0] + tf.reduce_sum(tf.cumsum(tf.reshape(batch[0]["movie_id"], [-1]))),
+            total[1] + tf.reduce_sum(tf.cumsum(tf.reshape(batch[1], [-1])))))  # fmt: skip
+
+    ratings = tf.data.Dataset.from_tensor_slices(small_ratings).batch(700)
+    for list_size in (4, None):
+        eager = checksums(ratings, list_size)
+        in_graph = tf.function(lambda: checksums(ratings, list_size), autograph=False)()
+        assert int(eager[0]) > 0
+        assert int(in_graph[0]) == int(eager[0]) and float(in_graph[1]) == pytest.approx(float(eager[1]))
+
+
 def test_no_ratings_give_no_lists():
     empty = tf.data.Dataset.from_tensor_slices(
         {"user_id": np.zeros(0, np.int64), "movie_id": np.zeros(0, np.int64), "user_rating": np.zeros(0, np.float32)}
@@ -253,6 +270,29 @@ def test_fixed_size_lists_batch_as_dense_tensors(small_ratings):
                                                batch_size=16)))  # fmt: skip
     np.testing.assert_array_equal(features["movie_id"], same["movie_id"])
     np.testing.assert_array_equal(labels, same_labels)
+
+
+# --- from_memory
+
+
+def test_from_memory_batches_rows_and_keeps_the_remainder():
+    tensors = ({"user_id": tf.range(10, dtype=tf.int64), "movie_id": tf.reshape(tf.range(30), [10, 3])},
+               tf.reshape(tf.range(30, dtype=tf.float32), [10, 3]))  # fmt: skip
+    batches = list(from_memory(tensors, batch_size=4))
+    assert [int(labels.shape[0]) for _, labels in batches] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([f["movie_id"] for f, _ in batches]), tensors[0]["movie_id"])
+    rows = list(from_memory(tensors))
+    assert len(rows) == 10 and rows[7][0]["user_id"].numpy() == 7
+    np.testing.assert_array_equal(rows[7][1], [21.0, 22.0, 23.0])
+
+
+def test_from_memory_slices_ragged_rows_into_plain_tensors():
+    labels = tf.ragged.constant([[1.0, 2.0], [3.0], [4.0, 5.0, 6.0]])
+    rows = list(from_memory(labels))
+    assert isinstance(rows[2], tf.Tensor) and rows[2].numpy().tolist() == [4.0, 5.0, 6.0]
+    batches = list(from_memory(labels, batch_size=2))
+    assert isinstance(batches[0], tf.RaggedTensor)
+    assert [b.row_lengths().numpy().tolist() for b in batches] == [[2, 1], [3]]
 
 
 def test_batch_lists_rejects_bad_arguments():

@@ -4,13 +4,17 @@ A list example is ``({"user_id": int64 [], "movie_id": int64 [list_size]}, label
 ``labels = (user_rating - 1) / 4`` as in the TF Recommenders listwise tutorial, floored at 0 so that the 0.5-star
 ratings of ml-20m / ml-25m stay valid items (a negative label means padding to the losses and metrics).
 
-How it is built, and why: grouping is done with tensors, not with ``group_by_window``. All ratings are collected
-into columns (in batches, then concatenated once), sorted by user (the sort is skipped when the input is already
-grouped by user, as every GroupLens file except ml-100k is), cut into per-user segments at the points where
-``user_id`` changes, and all lists of all users are sampled at once with vectorised stateless ops. Per-element
-``tf.data`` work costs microseconds per element here, which at 25M ratings would cost minutes; this costs seconds.
-Memory: every rating is held at once as three columns plus the sampled lists (peak 4 GB for 25M ratings read from
-CSV, measured). Pass ratings in batches (``load_ratings(..., batch_size=65536)``) for speed: one rating per element
+How it is built, and why: :func:`split` and :func:`sample_lists` read their input dataset once, when they are
+called, work on whole columns with vectorised TensorFlow ops, and return datasets that serve the result from
+memory (:func:`from_memory`). Grouping is done with tensors, not with ``group_by_window``: the ratings are sorted by
+user (the sort is skipped when the input is already grouped by user, as every GroupLens file except ml-100k is),
+cut into per-user segments, and all lists of all users are sampled at once. Per-element ``tf.data`` work costs
+microseconds per element here, which at 25M ratings would cost minutes; this costs seconds. And the work runs
+eagerly rather than in ``tf.data`` functions because building a graph costs about half a millisecond per op on
+this machine and tf.data instantiates every function again for each iterator: for MovieLens 100K that fixed cost
+was ten times the work itself (measured: 5.2 s for the tutorial's job in graphs, 0.5 s now). Called inside a
+``tf.function``, the same code builds graph ops instead. Memory: every rating is held at once as columns, plus the
+sampled lists. Pass ratings in batches (``load_ratings(..., batch_size=65536)``) for speed: one rating per element
 gives the same lists, but pays the per-element cost on the way in.
 
 Randomness is counter-based: each list draws from a 64-bit integer hash (the SplitMix64 finaliser) of
@@ -47,7 +51,8 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
     Each rating goes to part ``i`` when ``hash(user_id, movie_id, seed)``, read as a uniform number in [0, 1), falls
     in ``[sum(fractions[:i]), sum(fractions[:i + 1]))``. The parts are disjoint, together hold every rating, keep
     the input order, and do not depend on it; their sizes match ``fractions`` only in expectation (at 100k
-    ratings, 70/15/15 comes out within a few hundred ratings of 70,000 / 15,000 / 15,000).
+    ratings, 70/15/15 comes out within a few hundred ratings of 70,000 / 15,000 / 15,000). ``ratings`` is read
+    once, when ``split`` is called; the parts are served from memory.
 
     Args:
       ratings: ratings one per element (scalar features) or in batches (rank-1 features), with at least
@@ -86,7 +91,8 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
 
     Element: ``({"user_id": int64 [], "movie_id": int64 [list_size]}, labels float32 [list_size])``, labels
     ``max(user_rating - 1, 0) / 4``; with ``list_size=None`` the last dimension varies per user. Lists come grouped by
-    user, users in increasing id order (or input order when the input is already grouped by user).
+    user, users in increasing id order (or input order when the input is already grouped by user). ``ratings`` is
+    read once, when ``sample_lists`` is called; the lists are served from memory.
 
     Args:
       ratings: ratings (``user_id``, ``movie_id``, ``user_rating``) one per element or in batches.
@@ -98,10 +104,8 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
         as ``tf.RaggedTensor``), the same as :func:`batch_lists` without its per-list cost.
     """
     _check_sampling(list_size, num_lists_per_user, min_list_size, batch_size)
-    columns = _collect(ratings, _RATING_KEYS)
-    users, movies = tf.cast(columns["user_id"], tf.int64), tf.cast(columns["movie_id"], tf.int64)
-    ratings_ = tf.cast(columns["user_rating"], tf.float32)
-    lists = _sample(users, movies, ratings_, list_size, num_lists_per_user, min_list_size, seed)
+    # No reference to the columns is kept here, so that _sample can free them once it has sorted them.
+    lists = _sample(*_rating_columns(ratings), list_size, num_lists_per_user, min_list_size, seed)
     return from_memory(lists, batch_size)
 
 
@@ -211,13 +215,19 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
     nothing = {key: tf.zeros([0, *spec.shape[1:]], spec.dtype) for key, spec in ratings.element_spec.items()}
     if tf.executing_eagerly():
         # A Python loop over batches of ratings (a few hundred at most), not over ratings: unlike rebatch, it
-        # traces no function.
-        batches = [*ratings, nothing]
+        # traces no function. Features not asked for are dropped batch by batch.
+        batches = [{key: batch[key] for key in keys} for batch in ratings] + [nothing]
         return {key: tf.concat([batch[key] for batch in batches], axis=0) for key in keys}
     # Rebatching gives one batch of every rating, or none when there are no ratings: then the empty one follows.
     everything = ratings.rebatch(_ALL).concatenate(tf.data.Dataset.from_tensors(nothing))
     columns = everything.take(1).get_single_element()
     return {key: columns[key] for key in keys}
+
+
+def _rating_columns(ratings: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Every rating's ``user_id`` and ``movie_id`` (int64) and ``user_rating`` (float32)."""
+    columns = _collect(ratings, _RATING_KEYS)
+    return tuple(tf.cast(columns.pop(key), dtype) for key, dtype in zip(_RATING_KEYS, (tf.int64, tf.int64, tf.float32)))
 
 
 def _is_column(spec: tf.TypeSpec) -> bool:
