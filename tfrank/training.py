@@ -341,10 +341,13 @@ def run(config: TrainConfig) -> Dict[str, dict]:
     loss is exported to ``<export_dir>/<version>``; several losses to ``<export_dir>/<loss>/<version>``.
     """
     config.validate()
+    start = time.perf_counter()
     ranking_data = prepare_data(config)
+    data_seconds = time.perf_counter() - start
     results = {}
     for loss_name in config.losses:
         model, results[loss_name] = train_one(config, loss_name, ranking_data)
+        results[loss_name]["data_seconds"] = data_seconds  # shared by every loss: the lists are made once
         if config.export_dir:
             target = config.export_dir if len(config.losses) == 1 else os.path.join(config.export_dir, loss_name)
             results[loss_name]["export_path"] = tfrank_export.export_saved_model(model, target)
