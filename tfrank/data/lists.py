@@ -12,7 +12,7 @@ cut into per-user segments, and all lists of all users are sampled at once. Per-
 microseconds per element here, which at 25M ratings would cost minutes; this costs seconds. And the work runs
 eagerly rather than in ``tf.data`` functions because building a graph costs about half a millisecond per op on
 this machine and tf.data instantiates every function again for each iterator: for MovieLens 100K that fixed cost
-was ten times the work itself (measured: 5.2 s for the tutorial's job in graphs, 0.5 s now). Called inside a
+was twenty times the work itself (measured: 5.2 s for the tutorial's job in graphs, 0.7 s now). Called inside a
 ``tf.function``, the same code builds graph ops instead. Memory: every rating is held at once as columns, plus the
 sampled lists. Pass ratings in batches (``load_ratings(..., batch_size=65536)``) for speed: one rating per element
 gives the same lists, but pays the per-element cost on the way in.
