@@ -40,6 +40,9 @@ _COLLECT_BATCH = 65536
 _plain = tf.autograph.experimental.do_not_convert
 # A batch size that holds every rating (or every list) in one batch.
 _ALL = 1 << 62
+# Options for datasets over in-memory tensors: tf.data's default graph rewrites would copy the tensors per iterator.
+_NO_REWRITES = tf.data.Options()
+_NO_REWRITES.experimental_optimization.apply_default_optimizations = False
 _GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, the SplitMix64 increment
 _RATING_KEYS = ("user_id", "movie_id", "user_rating")
 
@@ -308,9 +311,7 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
         if whole < rows:
             rest = tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda t: t[whole:], tensors))
             dataset = dataset.concatenate(rest)
-    options = tf.data.Options()
-    options.experimental_optimization.apply_default_optimizations = False
-    return dataset.with_options(options)
+    return dataset.with_options(_NO_REWRITES)
 
 
 def _check_fits(features: dict[str, tf.Tensor], labels: tf.Tensor, pad_to: int) -> tuple[dict, tf.Tensor]:
