@@ -183,7 +183,7 @@ def _mix64(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(31, tf.uint64)))
 
 
-def _hash(seed: tf.Tensor, *values: tf.Tensor) -> tf.Tensor:
+def _hash(seed: int | tf.Tensor, *values: tf.Tensor) -> tf.Tensor:
     """A uint64 hash of ``(seed, *values)``, elementwise over broadcast ``values`` (integers)."""
     golden = tf.constant(_GOLDEN, tf.uint64)
     h = _mix64(tf.bitcast(tf.cast(seed, tf.int64), tf.uint64) * golden + golden)
@@ -202,9 +202,6 @@ def _labels(ratings: tf.Tensor) -> tf.Tensor:
     return tf.maximum(ratings - 1.0, 0.0) / 4.0
 
 
-# Building a graph costs about half a millisecond per op here, far more than running these ops on 100k ratings,
-# and tf.data instantiates every function again for each new iterator. So the split hash and the sampler are
-# written with few ops, and traced once per process (the sampler once per list_size), shared by all pipelines.
 def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
     """Features ``keys`` (all when None) of every rating, each as one tensor over all ratings in input order."""
     keys = tuple(ratings.element_spec) if keys is None else tuple(keys)
@@ -237,8 +234,8 @@ def _is_column(spec: tf.TypeSpec) -> bool:
     return isinstance(spec, tf.TensorSpec) and spec.shape[1:].is_fully_defined()
 
 
-def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: int | None, num_lists: tf.Tensor,
-            min_list_size: tf.Tensor, seed: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:  # fmt: skip
+def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: int | None, num_lists: int,
+            min_list_size: int, seed: int) -> tuple[dict[str, tf.Tensor], tf.Tensor]:  # fmt: skip
     """All lists of all users from flat rating columns, as stacked (or ragged) tensors."""
     grouped = tf.reduce_all(users[1:] >= users[:-1])
     order = tf.cond(grouped, lambda: tf.range(tf.size(users)), lambda: tf.argsort(users, stable=True))
