@@ -237,9 +237,13 @@ def _is_column(spec: tf.TypeSpec) -> bool:
 def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: int | None, num_lists: int,
             min_list_size: int, seed: int) -> tuple[dict[str, tf.Tensor], tf.Tensor]:  # fmt: skip
     """All lists of all users from flat rating columns, as stacked (or ragged) tensors."""
+    def by_user() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        order = tf.argsort(users, stable=True)
+        return tuple(tf.gather(t, order) for t in (users, movies, ratings))
+
+    # Already grouped input (sorted by user) is used as it is: no sort, and no copy.
     grouped = tf.reduce_all(users[1:] >= users[:-1])
-    order = tf.cond(grouped, lambda: tf.range(tf.size(users)), lambda: tf.argsort(users, stable=True))
-    users, movies, ratings = (tf.gather(t, order) for t in (users, movies, ratings))
+    users, movies, ratings = tf.cond(grouped, lambda: (users, movies, ratings), by_user)
     user_ids, _, lengths = tf.unique_with_counts(users, out_idx=tf.int64)
     kept = tf.where(lengths >= min_list_size)[:, 0]
     starts = tf.gather(tf.cumsum(lengths, exclusive=True), kept)
