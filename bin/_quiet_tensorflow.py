@@ -1,21 +1,30 @@
-"""Imports TensorFlow without its C++ start-up noise, and ends a binary without its slow teardown.
+"""Imports TensorFlow quietly and quickly, and ends a binary without its slow teardown.
 
 The binaries in bin/ import this before anything else.
 
 TF_CPP_MIN_LOG_LEVEL=3 silences TensorFlow's C++ logging, but its CUDA probe logs through absl before logging is
 set up, whatever the level, so stderr is muted while TensorFlow loads (a failing import still raises, loudly).
+
+Python's cycle collector is off while TensorFlow imports, and the ~270,000 objects the import leaves are then frozen
+(``gc.freeze``): they live as long as the process, and each full collection walked all of them. Measured here: the
+import took 2.7 s instead of 3.2 s, and a training run no longer pauses 0.2 s for a full collection (BUILD.md).
 """
 
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _stderr = os.dup(2)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+gc.disable()
 try:
     import tensorflow  # noqa: F401
 finally:
     os.dup2(_stderr, 2)
     os.close(_stderr)
+    gc.freeze()
+    gc.enable()
 
 
 def exit_without_teardown(status: int = 0) -> None:

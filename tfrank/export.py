@@ -41,46 +41,53 @@ def _lookup_tables(layer: keras.Layer) -> list:
     return tables
 
 
-class _ServingModule(tf.Module):
-    """The two serving signatures over a ranking model, tracking exactly the state they read.
+def _serving_state(model: keras.Model) -> tf.Module:
+    """A module tracking exactly the state that the serving signatures read: variables and lookup tables.
 
     It tracks the ``tf.Variable`` behind each Keras variable rather than the Keras model: a Keras 3 variable exports as
     a second copy of its ``tf.Variable``, and a graph-mode loader (TF Serving, the C API) would restore that copy while
-    the serving functions read the original, failing with "Could not find variable".
+    the serving functions read the original, failing with "Could not find variable". It holds no ``tf.function``:
+    ``tf.saved_model.save`` traces every function an object tracks once more, and the signatures are all that serving
+    needs.
     """
+    state = tf.Module(name="tfrank_serving")
+    state.model_variables = [variable.value for variable in model.variables]
+    state.lookup_tables = _lookup_tables(model)
+    return state
 
-    def __init__(self, model: keras.Model):
-        super().__init__(name="tfrank_serving")
-        self.model_variables = [variable.value for variable in model.variables]
-        self.lookup_tables = _lookup_tables(model)
 
-        # autograph=False: the model has no tensor-dependent Python control flow, and converting Keras's code
-        # dominates tracing time.
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None], tf.int64, name="user_id"),
-                tf.TensorSpec([None, None], tf.int64, name="movie_id"),
-            ],
-            autograph=False,
+def _serving_signatures(model: keras.Model) -> dict[str, Any]:
+    """The two signatures' concrete functions, ``{signature name: function}``."""
+
+    # autograph=False: the model has no tensor-dependent Python control flow, and converting Keras's code dominates
+    # tracing time.
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.int64, name="user_id"),
+            tf.TensorSpec([None, None], tf.int64, name="movie_id"),
+        ],
+        autograph=False,
+    )
+    def score(user_id, movie_id):
+        return {"scores": model({"user_id": user_id, "movie_id": movie_id}, training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")], autograph=False)
+    def score_examples(serialized):
+        features = tf.io.parse_example(
+            serialized,
+            {
+                "user_id": tf.io.FixedLenFeature([], tf.int64),
+                "movie_id": tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
+            },
         )
-        def score(user_id, movie_id):
-            return {"scores": model({"user_id": user_id, "movie_id": movie_id}, training=False)}
+        # Scores the ragged lists without padding work, then pads the scores.
+        scores = model({"user_id": features["user_id"], "movie_id": features["movie_id"]}, training=False)
+        return {"scores": scores.to_tensor(default_value=PADDING_SCORE)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")], autograph=False)
-        def score_examples(serialized):
-            features = tf.io.parse_example(
-                serialized,
-                {
-                    "user_id": tf.io.FixedLenFeature([], tf.int64),
-                    "movie_id": tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
-                },
-            )
-            # Scores the ragged lists without padding work, then pads the scores.
-            scores = model({"user_id": features["user_id"], "movie_id": features["movie_id"]}, training=False)
-            return {"scores": scores.to_tensor(default_value=PADDING_SCORE)}
-
-        self.score = score
-        self.score_examples = score_examples
+    return {
+        SERVING_SIGNATURE: score.get_concrete_function(),
+        TF_EXAMPLE_SIGNATURE: score_examples.get_concrete_function(),
+    }
 
 
 def _version_folders(export_dir: str) -> dict[int, str]:
@@ -141,20 +148,13 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
             "or remove that folder"
         )
 
-    module = _ServingModule(model)
+    state, signatures = _serving_state(model), _serving_signatures(model)
     # os.mkdir honours the umask (tempfile.mkdtemp would make it 0700, unreadable by a model server's own user) and
     # fails rather than reuse a folder.
     tmp_path = os.path.join(export_dir, f"{_TMP_PREFIX}{version}-{uuid.uuid4().hex}")
     os.mkdir(tmp_path)
     try:
-        tf.saved_model.save(
-            module,
-            tmp_path,
-            signatures={
-                SERVING_SIGNATURE: module.score.get_concrete_function(),
-                TF_EXAMPLE_SIGNATURE: module.score_examples.get_concrete_function(),
-            },
-        )
+        tf.saved_model.save(state, tmp_path, signatures=signatures)
         if os.path.exists(final_path):  # another exporter won the race while we were writing
             raise FileExistsError(f"{final_path} appeared during the export; pass version=None for the next version")
         os.rename(tmp_path, final_path)

@@ -23,6 +23,7 @@ from tfrank import export as tfrank_export
 from tfrank import losses as tfrank_losses
 from tfrank import metrics as tfrank_metrics
 from tfrank import models
+from tfrank import optimizers as tfrank_optimizers
 
 DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
@@ -183,7 +184,7 @@ def make_optimizer(name: str, learning_rate: Optional[float] = None,
     With ``ema_momentum > 0`` the optimizer also keeps a moving average of the weights, which
     ``finalize_variable_values`` copies into the model when training ends.
     """
-    classes = {"adagrad": keras.optimizers.Adagrad, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+    classes = {"adagrad": tfrank_optimizers.Adagrad, "adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
     if name not in classes:
         raise ValueError(f"optimizer={name!r}: must be one of {', '.join(OPTIMIZERS)}")
     kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
@@ -212,7 +213,6 @@ class _Trainer:
             keras.utils.set_random_seed(config.seed)
             self.model = models.RankingModel(ranking_data.user_vocabulary, ranking_data.movie_vocabulary,
                                              embedding_dim=config.embedding_dim)
-            self.model({"user_id": tf.zeros([1], tf.int64), "movie_id": tf.zeros([1, config.list_size], tf.int64)})
             self.loss = tfrank_losses.get(loss_name)
             learning_rate = config.learning_rate
             if learning_rate is None and config.optimizer == "adagrad":
