@@ -14,7 +14,6 @@ import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _stderr = os.dup(2)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 gc.disable()

@@ -101,6 +101,31 @@ def test_model_has_the_tutorial_architecture():
     }
 
 
+
+def _tutorial_scores(model: RankingModel, user_ids: list, movie_ids: list) -> np.ndarray:
+    """The tutorial's computation in numpy: concat(user, movie embedding) per item -> 256 relu -> 64 relu -> 1."""
+    weights = {weight.path.split("/", 1)[1]: np.asarray(weight, np.float64) for weight in model.weights}
+    user_rows = [USERS.index(user) + 1 for user in user_ids]
+    movie_rows = [[MOVIES.index(movie) + 1 for movie in row] for row in movie_ids]
+    users = weights["user_embedding/embeddings"][user_rows]  # [batch, dim]
+    movies = weights["movie_embedding/embeddings"][movie_rows]  # [batch, list, dim]
+    features = np.concatenate([np.broadcast_to(users[:, None, :], movies.shape), movies], axis=-1)
+    for name in ("hidden_256", "hidden_64"):
+        features = np.maximum(features @ weights[f"{name}/kernel"] + weights[f"{name}/bias"], 0.0)
+    return (features @ weights["score/kernel"] + weights["score/bias"])[..., 0]
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["dense", "ragged"])
+def test_scores_equal_the_tutorial_concatenation_model(ragged):
+    model = _model()
+    user_ids, movie_ids = [3, 42], [[10, 20, 30], [50, 40, 10]]
+    expected = _tutorial_scores(model, user_ids, movie_ids)
+    movies = tf.RaggedTensor.from_tensor(tf.constant(movie_ids, tf.int64)) if ragged else tf.constant(movie_ids)
+    scores = model({"user_id": tf.constant(user_ids, tf.int64), "movie_id": movies})
+    scores = scores.to_tensor() if ragged else scores
+    assert np.abs(expected).max() > 1.0  # weights large enough that a wrong wiring could not pass
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5, atol=1e-5)
+
 def test_gradients_reach_every_weight():
     model = _model()
     with tf.GradientTape() as tape:

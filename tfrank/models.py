@@ -118,25 +118,35 @@ class RankingModel(keras.Model):
     def call(self, inputs):
         user_id = tf.reshape(tf.cast(inputs["user_id"], tf.int64), [-1])
         movie_id = inputs["movie_id"]
+        # The first hidden layer sees [user embedding, movie embedding] for every item. Its user half is the same for
+        # every item of a list, so it is computed once per list: the same function with a list_size-th of that
+        # half's multiplications (training steps 12% faster at list_size 5; BUILD.md).
+        first_layer = self.hidden_layers[0]
         user_embeddings = self.user_embedding(self.user_rows.lookup(user_id))  # [batch, dim]
+        user_part = tf.matmul(user_embeddings, first_layer.kernel[: self.embedding_dim])  # [batch, units]
 
         if isinstance(movie_id, tf.RaggedTensor):
-            item_ids = tf.cast(movie_id.flat_values, tf.int64)
-            item_users = tf.gather(user_embeddings, movie_id.value_rowids())
-            return movie_id.with_flat_values(self._score_items(item_users, item_ids))
+            movie_part = self._movie_part(tf.cast(movie_id.flat_values, tf.int64))
+            hidden = movie_part + tf.gather(user_part, movie_id.value_rowids())
+            return movie_id.with_flat_values(self._score_hidden(hidden))
 
         movie_id = tf.cast(movie_id, tf.int64)
-        list_size = tf.shape(movie_id)[1]
-        item_ids = tf.reshape(movie_id, [-1])
-        item_users = tf.repeat(user_embeddings, list_size, axis=0)  # row-major: user b for its list_size items
-        scores = tf.reshape(self._score_items(item_users, item_ids), tf.shape(movie_id))
+        shape = tf.shape(movie_id)
+        movie_part = tf.reshape(self._movie_part(tf.reshape(movie_id, [-1])), [shape[0], shape[1], first_layer.units])
+        hidden = tf.reshape(movie_part + user_part[:, tf.newaxis, :], [-1, first_layer.units])
+        scores = tf.reshape(self._score_hidden(hidden), shape)
         return tf.where(movie_id == PADDING_ID, tf.constant(PADDING_SCORE, tf.float32), scores)
 
-    def _score_items(self, item_users: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
-        """Scores flat items ``[n]`` given each item's user embedding ``[n, dim]``."""
+    def _movie_part(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """The movie half of the first hidden layer's product for flat items ``[n]``: ``[n, units]``."""
         movie_embeddings = self.movie_embedding(self.movie_rows.lookup(item_ids))
-        features = tf.concat([tf.cast(item_users, movie_embeddings.dtype), movie_embeddings], axis=-1)
-        for layer in self.hidden_layers:
+        return tf.matmul(movie_embeddings, self.hidden_layers[0].kernel[self.embedding_dim :])
+
+    def _score_hidden(self, first_products: tf.Tensor) -> tf.Tensor:
+        """Scores ``[n]`` from the first hidden layer's products ``[n, units]`` (its bias and activation still due)."""
+        first_layer = self.hidden_layers[0]
+        features = first_layer.activation(tf.nn.bias_add(first_products, first_layer.bias))
+        for layer in self.hidden_layers[1:]:
             features = layer(features)
         return tf.cast(tf.squeeze(self.score_layer(features), axis=-1), tf.float32)
 
