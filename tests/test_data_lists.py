@@ -295,6 +295,15 @@ def test_from_memory_slices_ragged_rows_into_plain_tensors():
     assert [b.row_lengths().numpy().tolist() for b in batches] == [[2, 1], [3]]
 
 
+@pytest.mark.parametrize("batch_size", [None, 4], ids=["rows", "batches"])
+def test_from_memory_turns_off_rewrites_and_autotuning(batch_size):
+    # Rewrites copied the tensors per iterator; autotuning stalled iterator teardown for ~0.5 s (BUILD.md).
+    options = from_memory(tf.range(10), batch_size=batch_size).options()
+    assert options.experimental_optimization.apply_default_optimizations is False
+    assert options.autotune.enabled is False
+    assert tf.data.Dataset.range(10).options().autotune.enabled is not False  # tf.data's default differs
+
+
 def test_batch_lists_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"batch_size=0: must be >= 1"):
         batch_lists(_variable_lists(), 0)

@@ -120,7 +120,7 @@ class RankingModel(keras.Model):
         movie_id = inputs["movie_id"]
         # The first hidden layer sees [user embedding, movie embedding] for every item. Its user half is the same for
         # every item of a list, so it is computed once per list: the same function with a list_size-th of that
-        # half's multiplications (training steps 12% faster at list_size 5; BUILD.md).
+        # half's multiplications (training steps 5% faster at list_size 5; BUILD.md).
         first_layer = self.hidden_layers[0]
         user_embeddings = self.user_embedding(self.user_rows.lookup(user_id))  # [batch, dim]
         user_part = tf.matmul(user_embeddings, first_layer.kernel[: self.embedding_dim])  # [batch, units]
