@@ -3,6 +3,9 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -93,6 +96,45 @@ def test_training_lists_are_the_same_for_the_same_seed(synthetic_dir):
     first_ids = np.concatenate([f["movie_id"].numpy().ravel() for f, _ in first])
     assert np.array_equal(first_ids, np.concatenate([f["movie_id"].numpy().ravel() for f, _ in second]))
     assert not np.array_equal(first_ids, np.concatenate([f["movie_id"].numpy().ravel() for f, _ in other_epoch]))
+
+
+# Logical devices must be set before TensorFlow starts, so the two-replica run gets a process of its own.
+_MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tfrank import training
+    config = training.TrainConfig(dataset="movielens/25m", movielens_path=sys.argv[1], losses=("pairwise_hinge",),
+                                  num_lists_per_user=4, batch_size=256, epochs=2, verbose=0, metrics=("ndcg@5",))
+    data = training.prepare_data(config)
+    one, one_results = training.train_one(config, "pairwise_hinge", data)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    two, two_results = training.train_one(config, "pairwise_hinge", data, strategy)
+    print(json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "max_weight_difference": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                                     for a, b in zip(one.weights, two.weights)),
+        "moved": float(np.max(np.abs(np.asarray(two.weights[2])))),
+        "ndcg": [one_results["test"]["ndcg@5"], two_results["test"]["ndcg@5"]],
+        "learning_rate": two_results["learning_rate"],
+    }))
+""")
+
+
+def test_two_replica_mirrored_training_equals_one_replica(synthetic_dir):
+    # Each replica takes half of every batch (800 lists: batches of 256 and a last one of 32 split evenly) and the
+    # gradients are summed, so two replicas must train the same weights as one.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, synthetic_dir], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = json.loads(process.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["moved"] > 0.0 and report["max_weight_difference"] < 1e-5
+    assert report["ndcg"][0] == pytest.approx(report["ndcg"][1], abs=1e-6)
+    assert report["learning_rate"] == 1.0
 
 
 @pytest.mark.parametrize("overrides, message", [

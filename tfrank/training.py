@@ -222,7 +222,8 @@ class _Trainer:
                 self.ema_momentum = default_ema_momentum(self.loss)
             self.optimizer = make_optimizer(config.optimizer, learning_rate, self.ema_momentum)
             self.optimizer.build(self.model.trainable_variables)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Host-side progress, outside the strategy's scope: a mirrored variable has no int().
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
         self._compiled_step = None
 
@@ -321,7 +322,7 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
         trainer.optimizer.finalize_variable_values(trainer.model.trainable_variables)
     result = {"val": evaluate(trainer.model, ranking_data.val, config.metrics),
               "test": evaluate(trainer.model, ranking_data.test, config.metrics)}
-    result["learning_rate"] = float(trainer.optimizer.learning_rate)
+    result["learning_rate"] = float(trainer.optimizer.get_config()["learning_rate"])
     result["ema_momentum"] = trainer.ema_momentum
     if lists_per_second:
         result["train_lists_per_second"] = float(np.median(lists_per_second))
