@@ -15,10 +15,12 @@ setup(
         "tensorflow-datasets>=4.9",
         "numpy",
         "absl-py",
+        # tensorflow-datasets imports it when it prepares a data set but does not declare it.
+        "importlib_resources",
     ],
     extras_require={
-        # tfds 4.9.10 imports importlib_resources when it prepares a dataset but does not declare it.
-        "tfds": ["importlib_resources"],
+        # TensorFlow no longer installs TensorBoard; the training run writes its event files without it.
+        "tensorboard": ["tensorboard>=2.21,<2.22"],
         "test": ["pytest", "ruff"],
         "bench": ["keras-rs", "psutil"],
     },
