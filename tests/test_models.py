@@ -84,9 +84,7 @@ def test_padding_id_inside_a_ragged_list_gets_padding_score_like_dense_input():
 
 def _call_in_graph_mode(model, user_id, movie_id, ragged=False):
     """Calls ``model`` in a tf.function whose input shapes are unknown until run, as in serving."""
-    movie_spec = (
-        tf.RaggedTensorSpec([None, None], tf.int64) if ragged else tf.TensorSpec([None, None], tf.int64)
-    )
+    movie_spec = tf.RaggedTensorSpec([None, None], tf.int64) if ragged else tf.TensorSpec([None, None], tf.int64)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), movie_spec], autograph=False)
     def score(user_id, movie_id):
@@ -161,7 +159,6 @@ def test_model_has_the_tutorial_architecture():
     }
 
 
-
 def _tutorial_scores(model: RankingModel, user_ids: list, movie_ids: list) -> np.ndarray:
     """The tutorial's computation in numpy: concat(user, movie embedding) per item -> 256 relu -> 64 relu -> 1."""
     weights = {weight.path.split("/", 1)[1]: np.asarray(weight, np.float64) for weight in model.weights}
@@ -185,6 +182,7 @@ def test_scores_equal_the_tutorial_concatenation_model(ragged):
     scores = scores.to_tensor() if ragged else scores
     assert np.abs(expected).max() > 1.0  # weights large enough that a wrong wiring could not pass
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5, atol=1e-5)
+
 
 def test_gradients_reach_every_weight():
     model = _model()

@@ -52,9 +52,7 @@ def _check_one_user_per_list(user_id: tf.Tensor, movie_id: tf.Tensor | tf.Ragged
         num_lists = movie_id.nrows(out_type=tf.int64)
     else:
         if movie_id.shape.rank is not None and movie_id.shape.rank != 2:
-            raise ValueError(
-                f"movie_id has shape {movie_id.shape}: pass [batch, list_size] ids, one list per user_id"
-            )
+            raise ValueError(f"movie_id has shape {movie_id.shape}: pass [batch, list_size] ids, one list per user_id")
         num_lists = tf.shape(movie_id, out_type=tf.int64)[0]
     check = tf.debugging.assert_equal(
         tf.shape(user_id, out_type=tf.int64)[0],
