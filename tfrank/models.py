@@ -80,8 +80,12 @@ class RankingModel(keras.Model):
     Ids and embedding rows: ``user_vocabulary`` and ``movie_vocabulary`` list the ids seen in training; id
     ``vocabulary[i]`` uses embedding row ``i + 1``. Row 0 is a reserved out-of-vocabulary row shared by every id not in
     the vocabulary, so an unseen user or movie gets an ordinary finite score instead of an error. Padded items
-    (``movie_id == PADDING_ID`` in dense input) get exactly ``PADDING_SCORE`` (-1e9), below any real score, so they
-    sort last and are masked by the losses and metrics.
+    (``movie_id == PADDING_ID``, in dense or ragged input) get exactly ``PADDING_SCORE`` (-1e9), below any real score,
+    so they sort last and are masked by the losses and metrics.
+
+    ``user_id`` must hold one user per list: a batch-size mismatch raises ``InvalidArgumentError`` (also inside
+    ``tf.function``) rather than broadcasting one user over every list; a dense ``movie_id`` of rank other than 2
+    raises ``ValueError``.
 
     Example:
 
