@@ -160,8 +160,15 @@ def _version_folders(export_dir: str) -> dict[int, str]:
 
 
 def _host() -> str:
-    """This machine's name as it goes into temp folder names (no path separators)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    """This machine's name and, where it has one, its pid namespace: a pid names a process only within both.
+
+    Containers that share a volume (and a host name) but not their pids must not judge each other's exports dead.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    try:
+        return f"{name}.pidns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc (not Linux)
+        return name
 
 
 def _process_alive(pid: int) -> bool:
@@ -209,8 +216,9 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
     ``version`` defaults to one more than the highest integer version folder already in ``export_dir`` (1 when there
     is none), so repeated exports of a retrained model roll forward and TF Serving picks up the newest. The SavedModel
     is written to a ``.tmp-<version>-<host>-<pid>-<uuid>`` folder inside ``export_dir`` and renamed into place, so a
-    crash never leaves a half-written version where TF Serving would load it; temp folders of killed exports on this
-    host (their pid no longer running) are removed by the next export. An existing version is never overwritten.
+    crash never leaves a half-written version where TF Serving would load it; ``<host>`` is the host name and pid
+    namespace, and temp folders of killed exports on this host (their pid no longer running) are removed by the next
+    export. An existing version is never overwritten.
 
     Args:
       model: a ranking model taking ``{"user_id", "movie_id"}`` and returning scores, e.g. ``RankingModel``.
