@@ -28,6 +28,16 @@ MOVIES = [409, 237, 131, 941, 543] + list(range(1, 100))
 USER_IDS = np.array([42, 7], np.int64)
 MOVIE_IDS = np.array([[409, 237, 131, 941, 543], [12345, 3, PADDING_ID, PADDING_ID, PADDING_ID]], np.int64)
 _QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+# (user_id, movie_id, what the error says) for inputs that serving_default must reject rather than score.
+_BAD_INPUTS = [
+    (
+        [42],
+        [[409, 237], [131, 941], [543, 3]],
+        r"user_id shape \[1\], movie_id shape \[3, 2\]: pass one user_id per list",
+    ),
+    ([42, 7, 3], [409, 237, 131], r"user_id shape \[3\], movie_id shape \[3\]: movie_id must be a matrix"),
+    ([42], [[[409, 237]]], r"user_id shape \[1\], movie_id shape \[1, 1, 2\]: movie_id must be a matrix"),
+]
 
 
 def _model(seed: int = 0) -> RankingModel:
@@ -89,7 +99,7 @@ def serve_binary(tmp_path_factory) -> pathlib.Path:
     command += ["-o", str(binary), f"-L{lib_dir}", "-l:libtensorflow_cc.so.2", "-l:libtensorflow_framework.so.2"]
     command += [f"-Wl,-rpath,{lib_dir}"]
     if shutil.which("ld.gold"):
-        command.append("-fuse-ld=gold")  # links the 1 GB libtensorflow_cc in ~4 s instead of ~20 s with ld.bfd
+        command.append("-fuse-ld=gold")  # links the large libtensorflow_cc several times faster than ld.bfd
     subprocess.run(command, check=True, capture_output=True, text=True)
     return binary
 
@@ -112,6 +122,40 @@ def test_explicit_version_is_used_and_the_next_one_follows_it(model, tmp_path):
     (tmp_path / ".tmp-3-stale").mkdir()
     assert export.export_saved_model(model, str(tmp_path), version=7) == str(tmp_path / "7")
     assert export.export_saved_model(model, str(tmp_path)) == str(tmp_path / "8")
+
+
+def _tmp_folder_name(version: int, host: str, pid: int) -> str:
+    return f".tmp-{version}-{host}-{pid}-{'0' * 32}"
+
+
+def test_export_removes_tmp_folders_of_dead_exporters_on_this_host_only(model, tmp_path):
+    dead_pid = 2**22 + 1  # above Linux's largest possible pid_max, so no process has it
+    host = export._host()
+    stale = _tmp_folder_name(1, host, dead_pid)
+    live = _tmp_folder_name(1, host, os.getpid())  # a concurrent export in this very process
+    other_host = _tmp_folder_name(1, f"not-{host}", dead_pid)
+    unknown_naming = ".tmp-1-0123abcd"
+    for name in (stale, live, other_host, unknown_naming):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"half written")
+    assert export.export_saved_model(model, str(tmp_path)) == str(tmp_path / "1")
+    assert sorted(os.listdir(tmp_path)) == sorted(["1", live, other_host, unknown_naming])
+
+
+def test_tmp_folder_name_carries_host_and_pid_and_is_never_an_integer(model, tmp_path, monkeypatch):
+    names = []
+
+    def record_and_crash(obj, path, signatures=None):
+        names.append(os.path.basename(path))
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(tf.saved_model, "save", record_and_crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        export.export_saved_model(model, str(tmp_path))
+    (name,) = names
+    match = export._TMP_PATTERN.match(name)
+    assert match and match["host"] == export._host() and int(match["pid"]) == os.getpid()
+    assert name.startswith(".tmp-1-") and not name.isdigit()
 
 
 def test_existing_version_is_never_overwritten(model, tmp_path):
@@ -189,6 +233,51 @@ def test_tf_example_signature_equals_serving_default(loaded, python_scores):
     np.testing.assert_allclose(scores, python_scores, rtol=1e-6, atol=1e-6)
 
 
+def test_padding_id_in_a_tf_example_scores_as_padding_like_serving_default(loaded):
+    user_ids = np.array([42, 7], np.int64)
+    movie_ids = np.array([[409, PADDING_ID, 237], [PADDING_ID, 3, PADDING_ID]], np.int64)
+    serialized = tf.constant([_example(int(user), row.tolist()) for user, row in zip(user_ids, movie_ids)])
+    from_examples = loaded.signatures["tf_example"](serialized=serialized)["scores"].numpy()
+    from_tensors = loaded.signatures["serving_default"](user_id=tf.constant(user_ids), movie_id=tf.constant(movie_ids))[
+        "scores"
+    ].numpy()
+    np.testing.assert_allclose(from_examples, from_tensors, rtol=1e-6, atol=1e-6)
+    assert np.all(from_examples[movie_ids == PADDING_ID] == PADDING_SCORE)
+    assert np.all(from_examples[movie_ids != PADDING_ID] > PADDING_SCORE)
+
+
+@pytest.mark.parametrize(
+    "user_ids, movie_ids, message",
+    _BAD_INPUTS + [([[42]], [[409, 237]], r"user_id shape \[1, 1\], movie_id shape \[1, 2\]: user_id must be")],
+    ids=["one_user_three_lists", "movie_id_rank1", "movie_id_rank3", "user_id_rank2"],
+)
+def test_serving_default_rejects_inputs_of_mismatched_shapes_with_their_names(loaded, user_ids, movie_ids, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["serving_default"](
+            user_id=tf.constant(user_ids, tf.int64), movie_id=tf.constant(movie_ids, tf.int64)
+        )
+
+
+def test_serving_default_accepts_an_empty_batch(loaded):
+    scores = loaded.signatures["serving_default"](user_id=tf.zeros([0], tf.int64), movie_id=tf.zeros([0, 3], tf.int64))[
+        "scores"
+    ]
+    assert scores.shape == (0, 3)
+
+
+def test_vocabularies_are_saved_with_the_export(version_dir, loaded):
+    vocabularies = export.vocabularies(version_dir)
+    np.testing.assert_array_equal(vocabularies["user_id"], USERS)
+    np.testing.assert_array_equal(vocabularies["movie_id"], MOVIES)
+    assert vocabularies["movie_id"].dtype == np.int64
+    np.testing.assert_array_equal(export.vocabularies(loaded)["movie_id"], MOVIES)
+
+
+def test_vocabularies_of_an_export_without_them_name_the_fix():
+    with pytest.raises(ValueError, match="no user_vocabulary or movie_vocabulary: export the model again"):
+        export.vocabularies(tf.Module())
+
+
 def test_saved_model_holds_only_standard_ops(version_dir):
     meta_graph = _meta_graph(version_dir)
     op_types = {node.op for node in meta_graph.graph_def.node}
@@ -207,6 +296,7 @@ loaded = tf.saved_model.load({version_dir!r})
 scores = loaded.signatures["serving_default"](
     user_id=tf.constant({USER_IDS.tolist()}, tf.int64), movie_id=tf.constant({MOVIE_IDS.tolist()}, tf.int64))
 print(json.dumps(scores["scores"].numpy().tolist()))
+print(json.dumps(loaded.movie_vocabulary.numpy().tolist()))
 """
     result = subprocess.run(
         [sys.executable, "-c", program],
@@ -218,23 +308,40 @@ print(json.dumps(scores["scores"].numpy().tolist()))
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    scores = np.array(json.loads(result.stdout.strip().splitlines()[-1]), np.float32)
-    np.testing.assert_allclose(scores, python_scores, rtol=1e-6, atol=1e-6)
+    *_, scores_line, vocabulary_line = result.stdout.strip().splitlines()
+    np.testing.assert_allclose(np.array(json.loads(scores_line), np.float32), python_scores, rtol=1e-6, atol=1e-6)
+    assert json.loads(vocabulary_line) == MOVIES
 
 
 # --- serving outside Python ------------------------------------------------------------------------------------------
 
 
-def test_c_api_session_gives_python_scores(version_dir, serve_binary, python_scores):
+def _serve_in_c(serve_binary, version_dir, user_ids: np.ndarray, movie_ids: np.ndarray):
+    """Runs ``serving_default`` through the C API on ids of any shape; the finished process."""
     serving = _meta_graph(version_dir).signature_def["serving_default"]
     tensor_names = [serving.inputs["user_id"].name, serving.inputs["movie_id"].name, serving.outputs["scores"].name]
-    batch, list_size = MOVIE_IDS.shape
-    argv = [str(serve_binary), version_dir, *tensor_names, str(batch), str(list_size)]
-    argv += [str(value) for value in [*USER_IDS, *MOVIE_IDS.reshape(-1)]]
-    result = subprocess.run(argv, check=False, env=_QUIET_ENV, capture_output=True, text=True, timeout=120)
+    shapes = [",".join(str(dim) for dim in ids.shape) for ids in (user_ids, movie_ids)]
+    argv = [str(serve_binary), version_dir, *tensor_names, *shapes]
+    argv += [str(value) for value in [*user_ids.reshape(-1), *movie_ids.reshape(-1)]]
+    return subprocess.run(argv, check=False, env=_QUIET_ENV, capture_output=True, text=True, timeout=120)
+
+
+def test_c_api_session_gives_python_scores(version_dir, serve_binary, python_scores):
+    result = _serve_in_c(serve_binary, version_dir, USER_IDS, MOVIE_IDS)
     assert result.returncode == 0, result.stderr[-2000:]
-    scores = np.array(result.stdout.split(), np.float32).reshape(batch, list_size)
+    scores = np.array(result.stdout.split(), np.float32).reshape(MOVIE_IDS.shape)
     np.testing.assert_allclose(scores, python_scores, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "user_ids, movie_ids, message", _BAD_INPUTS, ids=["one_user_three_lists", "movie_id_rank1", "movie_id_rank3"]
+)
+def test_c_api_session_rejects_inputs_of_mismatched_shapes_with_their_names(
+    version_dir, serve_binary, user_ids, movie_ids, message
+):
+    result = _serve_in_c(serve_binary, version_dir, np.array(user_ids), np.array(movie_ids))
+    assert result.returncode == 1, result.stdout
+    assert re.search(message, result.stderr), result.stderr[-2000:]
 
 
 def test_saved_model_cli_run_prints_python_scores(version_dir, python_scores):
@@ -273,22 +380,6 @@ def test_rank_movies_needs_movies(loaded):
         export.rank_movies(loaded, 42, [])
 
 
-# --- bin/rank.py -----------------------------------------------------------------------------------------------------
-
-
-def _run_rank(*flags: str) -> subprocess.CompletedProcess:
-    repo = pathlib.Path(__file__).resolve().parent.parent
-    # The binary imports this checkout's tfrank even where the package is not (or not editably) installed.
-    env = {**_QUIET_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, str(repo / "bin" / "rank.py"), *flags]
-    return subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=120)
-
-
-def test_rank_binary_prints_movies_best_first(version_dir, python_scores):
-    export_dir = os.path.dirname(version_dir)
-    result = _run_rank(f"--export_dir={export_dir}", "--user_id=42", "--movie_ids=409,237,131,941,543", "--notitles")
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"\s+\d+\s", line)]
-    assert [int(row[0]) for row in rows] == [1, 2, 3, 4, 5]
-    assert [int(row[2]) for row in rows] == MOVIE_IDS[0][np.argsort(-python_scores[0])].tolist()
-    np.testing.assert_allclose([float(row[1]) for row in rows], np.sort(python_scores[0])[::-1], atol=1e-6)
+def test_rank_movies_rejects_negative_ids(loaded):
+    with pytest.raises(ValueError, match=r"movie_ids \[-1, -5\] are negative"):
+        export.rank_movies(loaded, 42, [409, -1, -5])

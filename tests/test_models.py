@@ -72,6 +72,64 @@ def test_ragged_input_equals_its_padded_twin_on_valid_items():
     )
 
 
+def test_padding_id_inside_a_ragged_list_gets_padding_score_like_dense_input():
+    model = _model()
+    ragged = tf.ragged.constant([[10, PADDING_ID, 30], [PADDING_ID]], dtype=tf.int64)
+    user_id = tf.constant([3, 7], tf.int64)
+    ragged_scores = model({"user_id": user_id, "movie_id": ragged}).to_tensor(0.0).numpy()
+    dense_scores = model({"user_id": user_id, "movie_id": ragged.to_tensor(PADDING_ID)}).numpy()
+    assert ragged_scores[0, 1] == ragged_scores[1, 0] == PADDING_SCORE
+    np.testing.assert_allclose(ragged_scores[0], dense_scores[0], rtol=1e-6)
+
+
+def _call_in_graph_mode(model, user_id, movie_id, ragged=False):
+    """Calls ``model`` in a tf.function whose input shapes are unknown until run, as in serving."""
+    movie_spec = tf.RaggedTensorSpec([None, None], tf.int64) if ragged else tf.TensorSpec([None, None], tf.int64)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), movie_spec], autograph=False)
+    def score(user_id, movie_id):
+        return model({"user_id": user_id, "movie_id": movie_id})
+
+    return score(user_id, movie_id)
+
+
+@pytest.mark.parametrize("graph_mode", [False, True], ids=["eager", "graph"])
+def test_one_user_for_several_lists_is_rejected_not_broadcast(graph_mode):
+    model = _model()
+    user_id, movie_id = tf.constant([3], tf.int64), tf.constant([[10, 20], [30, 40], [50, 10]], tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="user_id and movie_id have different batch sizes"):
+        if graph_mode:
+            _call_in_graph_mode(model, user_id, movie_id)
+        else:
+            model({"user_id": user_id, "movie_id": movie_id})
+
+
+@pytest.mark.parametrize("graph_mode", [False, True], ids=["eager", "graph"])
+def test_ragged_lists_need_one_user_each(graph_mode):
+    model = _model()
+    user_id, movie_id = tf.constant([3, 7, 42], tf.int64), tf.ragged.constant([[10, 20], [30]], dtype=tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different batch sizes"):
+        if graph_mode:
+            _call_in_graph_mode(model, user_id, movie_id, ragged=True)
+        else:
+            model({"user_id": user_id, "movie_id": movie_id})
+
+
+def test_graph_mode_scores_equal_eager_scores():
+    model = _model()
+    user_id, movie_id = tf.constant([3, 7], tf.int64), tf.constant([[10, 20, PADDING_ID], [40, 50, 10]], tf.int64)
+    np.testing.assert_array_equal(
+        _call_in_graph_mode(model, user_id, movie_id).numpy(),
+        model({"user_id": user_id, "movie_id": movie_id}).numpy(),
+    )
+
+
+@pytest.mark.parametrize("movie_id", [[10, 20], [[[10, 20]]]], ids=["rank1", "rank3"])
+def test_movie_id_of_the_wrong_rank_is_rejected_with_its_name(movie_id):
+    with pytest.raises(ValueError, match=r"movie_id has shape .*\[batch, list_size\]"):
+        _model()(_inputs([3], movie_id))
+
+
 def test_user_id_column_gives_the_same_scores_as_a_vector():
     model = _model()
     movie_id = [[10, 20], [30, PADDING_ID]]
@@ -101,7 +159,6 @@ def test_model_has_the_tutorial_architecture():
     }
 
 
-
 def _tutorial_scores(model: RankingModel, user_ids: list, movie_ids: list) -> np.ndarray:
     """The tutorial's computation in numpy: concat(user, movie embedding) per item -> 256 relu -> 64 relu -> 1."""
     weights = {weight.path.split("/", 1)[1]: np.asarray(weight, np.float64) for weight in model.weights}
@@ -125,6 +182,7 @@ def test_scores_equal_the_tutorial_concatenation_model(ragged):
     scores = scores.to_tensor() if ragged else scores
     assert np.abs(expected).max() > 1.0  # weights large enough that a wrong wiring could not pass
     np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5, atol=1e-5)
+
 
 def test_gradients_reach_every_weight():
     model = _model()

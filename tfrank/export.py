@@ -8,13 +8,19 @@ Signatures (tag ``serve``):
     with ``PADDING_ID`` = -1) -> ``scores`` float32 ``[batch, list_size]``.
   - ``tf_example``: ``serialized`` string ``[batch]`` of ``tf.train.Example`` protos, one per user, with int64 features
     ``user_id`` (one value) and ``movie_id`` (any number of values) -> ``scores`` float32 ``[batch, max_list_size]``.
-Ids not seen in training get finite scores (the model's out-of-vocabulary row); padded positions get
-``PADDING_SCORE`` = -1e9. The SavedModel holds only standard TensorFlow ops and loads without tfrank installed.
+Ids not seen in training get finite scores (the model's out-of-vocabulary row); padded positions (``movie_id`` -1 in
+either signature) get ``PADDING_SCORE`` = -1e9. ``serving_default`` fails with an ``InvalidArgumentError`` naming both
+inputs and their shapes when they are not ``[batch]`` and ``[batch, list_size]`` with the same batch.
+
+The training vocabularies are saved as int64 variables ``user_vocabulary`` and ``movie_vocabulary`` (when the model
+has them, as ``RankingModel`` does): ``tf.saved_model.load(path).movie_vocabulary.numpy()``, or :func:`vocabularies`.
+The SavedModel holds only standard TensorFlow ops and loads without tfrank installed.
 """
 
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +34,10 @@ from tfrank.ops import PADDING_SCORE
 SERVING_SIGNATURE = "serving_default"
 TF_EXAMPLE_SIGNATURE = "tf_example"
 _TMP_PREFIX = ".tmp-"  # TF Serving only loads integer folders, so an export in progress is invisible to it.
+# .tmp-<version>-<host>-<pid>-<uuid>: the host and pid tell a later export whether the writer is still alive.
+_TMP_PATTERN = re.compile(r"^\.tmp-\d+-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}$")
 _VERSION_PATTERN = re.compile(r"^\d+$")
+_VOCABULARIES = {"user_id": "user_vocabulary", "movie_id": "movie_vocabulary"}
 
 
 def _lookup_tables(layer: keras.Layer) -> list:
@@ -53,7 +62,55 @@ def _serving_state(model: keras.Model) -> tf.Module:
     state = tf.Module(name="tfrank_serving")
     state.model_variables = [variable.value for variable in model.variables]
     state.lookup_tables = _lookup_tables(model)
+    # Variables rather than a signature: readable with tf.saved_model.load or a checkpoint reader, without tfrank, and
+    # invisible to TF Serving's signature list.
+    for attribute in _VOCABULARIES.values():
+        vocabulary = getattr(model, attribute, None)
+        if vocabulary is not None:
+            ids = np.asarray(vocabulary, np.int64).reshape(-1)
+            setattr(state, attribute, tf.Variable(ids, trainable=False, name=attribute))
     return state
+
+
+def _has_rank(ids: tf.Tensor, rank: int) -> tf.Tensor:
+    """Whether ``ids`` has rank ``rank`` at run time, whatever rank the signature declares.
+
+    ``tf.rank`` would be folded by Grappler into the declared rank, and TF Serving and the C API feed tensors of any
+    rank to a signature's input; the entries of the run-time shape, padded with -1s, are not foldable.
+    """
+    padded = tf.concat([tf.shape(ids, out_type=tf.int64), tf.constant([-1] * (rank + 1), tf.int64)], axis=0)
+    return tf.logical_and(padded[rank - 1] >= 0, padded[rank] < 0)
+
+
+def _shape_text(ids: tf.Tensor) -> tf.Tensor:
+    """``ids``'s run-time shape as a string, e.g. "[3, 2]"."""
+    dims = tf.strings.reduce_join(tf.strings.as_string(tf.shape(ids, out_type=tf.int64)), separator=", ")
+    return tf.strings.join(["[", dims, "]"])
+
+
+def _check_serving_inputs(user_id: tf.Tensor, movie_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The inputs once they are ``[batch]`` and ``[batch, list_size]``; else an InvalidArgumentError naming both.
+
+    The model would otherwise broadcast a single user id over every list, or fail deep inside with a shape error.
+    """
+    user_rank_ok, movie_rank_ok = _has_rank(user_id, 1), _has_rank(movie_id, 2)
+    same_batch = tf.equal(tf.size(user_id, out_type=tf.int64), tf.shape(movie_id, out_type=tf.int64)[:1])
+    valid = tf.logical_and(tf.logical_and(user_rank_ok, movie_rank_ok), tf.reduce_all(same_batch))
+    fix = tf.where(
+        movie_rank_ok,
+        tf.where(
+            user_rank_ok,
+            "pass one user_id per list: their batch sizes must be equal",
+            "user_id must be a vector [batch]",
+        ),
+        "movie_id must be a matrix [batch, list_size]",
+    )
+    message = tf.strings.join(
+        [f"{SERVING_SIGNATURE}: user_id shape ", _shape_text(user_id), ", movie_id shape ", _shape_text(movie_id)]
+    )
+    check = tf.debugging.Assert(valid, [tf.strings.join([message, fix], separator=": ")])
+    with tf.control_dependencies([check]):
+        return tf.identity(user_id), tf.identity(movie_id)
 
 
 def _serving_signatures(model: keras.Model) -> dict[str, Any]:
@@ -69,6 +126,7 @@ def _serving_signatures(model: keras.Model) -> dict[str, Any]:
         autograph=False,
     )
     def score(user_id, movie_id):
+        user_id, movie_id = _check_serving_inputs(user_id, movie_id)
         return {"scores": model({"user_id": user_id, "movie_id": movie_id}, training=False)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")], autograph=False)
@@ -101,6 +159,40 @@ def _version_folders(export_dir: str) -> dict[int, str]:
     }
 
 
+def _host() -> str:
+    """This machine's name and, where it has one, its pid namespace: a pid names a process only within both.
+
+    Containers that share a volume (and a host name) but not their pids must not judge each other's exports dead.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    try:
+        return f"{name}.pidns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc (not Linux)
+        return name
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _remove_stale_tmp_folders(export_dir: str) -> None:
+    """Removes the temp folders of exports on this host whose process is gone (killed mid-export, e.g. kill -9).
+
+    A folder from another host, an unknown naming, or a live process (a concurrent export) is never touched.
+    """
+    host = _host()
+    for name in os.listdir(export_dir):
+        match = _TMP_PATTERN.match(name)
+        if match and match["host"] == host and not _process_alive(int(match["pid"])):
+            shutil.rmtree(os.path.join(export_dir, name), ignore_errors=True)
+
+
 def list_versions(export_dir: str) -> list[int]:
     """The integer version folders under ``export_dir``, ascending; ``[]`` when there are none or no folder."""
     return sorted(_version_folders(export_dir))
@@ -123,8 +215,10 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
 
     ``version`` defaults to one more than the highest integer version folder already in ``export_dir`` (1 when there
     is none), so repeated exports of a retrained model roll forward and TF Serving picks up the newest. The SavedModel
-    is written to a ``.tmp-*`` folder inside ``export_dir`` and renamed into place, so a crash never leaves a
-    half-written version where TF Serving would load it. An existing version is never overwritten.
+    is written to a ``.tmp-<version>-<host>-<pid>-<uuid>`` folder inside ``export_dir`` and renamed into place, so a
+    crash never leaves a half-written version where TF Serving would load it; ``<host>`` is the host name and pid
+    namespace, and temp folders of killed exports on this host (their pid no longer running) are removed by the next
+    export. An existing version is never overwritten.
 
     Args:
       model: a ranking model taking ``{"user_id", "movie_id"}`` and returning scores, e.g. ``RankingModel``.
@@ -135,6 +229,7 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
       FileExistsError: ``version`` is given and that folder already exists.
     """
     os.makedirs(export_dir, exist_ok=True)
+    _remove_stale_tmp_folders(export_dir)
     if version is None:
         version = max(list_versions(export_dir), default=0) + 1
     elif isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
@@ -151,7 +246,7 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
     state, signatures = _serving_state(model), _serving_signatures(model)
     # os.mkdir honours the umask (tempfile.mkdtemp would make it 0700, unreadable by a model server's own user) and
     # fails rather than reuse a folder.
-    tmp_path = os.path.join(export_dir, f"{_TMP_PREFIX}{version}-{uuid.uuid4().hex}")
+    tmp_path = os.path.join(export_dir, f"{_TMP_PREFIX}{version}-{_host()}-{os.getpid()}-{uuid.uuid4().hex}")
     os.mkdir(tmp_path)
     try:
         tf.saved_model.save(state, tmp_path, signatures=signatures)
@@ -169,6 +264,25 @@ def load_version(export_dir: str, version: int | None = None) -> Any:
     return tf.saved_model.load(version_path(export_dir, version))
 
 
+def vocabularies(saved_model: str | os.PathLike | Any) -> dict[str, np.ndarray]:
+    """The ids seen in training, ``{"user_id": int64 [users], "movie_id": int64 [movies]}``, saved with the export.
+
+    ``saved_model`` is a version folder or an object returned by ``tf.saved_model.load``. Any other id is scored with
+    the model's out-of-vocabulary row.
+
+    Raises:
+      ValueError: the export holds no vocabularies (its model had none, or it predates them).
+    """
+    if isinstance(saved_model, (str, os.PathLike)):
+        saved_model = tf.saved_model.load(os.fspath(saved_model))
+    missing = [attribute for attribute in _VOCABULARIES.values() if not hasattr(saved_model, attribute)]
+    if missing:
+        raise ValueError(
+            f"the export holds no {' or '.join(missing)}: export the model again with this tfrank to save them"
+        )
+    return {feature: getattr(saved_model, attribute).numpy() for feature, attribute in _VOCABULARIES.items()}
+
+
 def rank_movies(
     saved_model: str | os.PathLike | Any, user_id: int, movie_ids: Sequence[int]
 ) -> list[tuple[int, float]]:
@@ -181,6 +295,9 @@ def rank_movies(
     """
     if len(movie_ids) == 0:
         raise ValueError("movie_ids is empty: pass at least one movie id to rank")
+    negative = [int(movie_id) for movie_id in movie_ids if movie_id < 0]
+    if negative:
+        raise ValueError(f"movie_ids {negative[:5]} are negative: movie ids are >= 0 (-1 is padding)")
     if isinstance(saved_model, (str, os.PathLike)):
         saved_model = tf.saved_model.load(os.fspath(saved_model))
     outputs = saved_model.signatures[SERVING_SIGNATURE](

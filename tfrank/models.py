@@ -38,6 +38,33 @@ def _id_to_row_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(initializer, default_value=0)
 
 
+def _pad_scores(movie_id: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
+    """``scores`` with ``PADDING_SCORE`` wherever ``movie_id`` is ``PADDING_ID``, for dense and ragged lists alike."""
+    return tf.where(movie_id == PADDING_ID, tf.constant(PADDING_SCORE, tf.float32), scores)
+
+
+def _check_one_user_per_list(user_id: tf.Tensor, movie_id: tf.Tensor | tf.RaggedTensor) -> tf.Tensor:
+    """``user_id`` once it is known to hold one user per list of ``movie_id``.
+
+    Without the check, one user id would broadcast over every list and score them all for that user.
+    """
+    if isinstance(movie_id, tf.RaggedTensor):
+        num_lists = movie_id.nrows(out_type=tf.int64)
+    else:
+        if movie_id.shape.rank is not None and movie_id.shape.rank != 2:
+            raise ValueError(f"movie_id has shape {movie_id.shape}: pass [batch, list_size] ids, one list per user_id")
+        num_lists = tf.shape(movie_id, out_type=tf.int64)[0]
+    check = tf.debugging.assert_equal(
+        tf.shape(user_id, out_type=tf.int64)[0],
+        num_lists,
+        message="user_id and movie_id have different batch sizes: pass one user_id per list of movie_id",
+    )
+    if check is None:  # eager: already checked
+        return user_id
+    with tf.control_dependencies([check]):
+        return tf.identity(user_id)
+
+
 @keras.saving.register_keras_serializable(package="tfrank")
 class RankingModel(keras.Model):
     """Scores every movie of a user's list: ``{"user_id", "movie_id"} -> scores`` shaped like ``movie_id``.
@@ -53,8 +80,12 @@ class RankingModel(keras.Model):
     Ids and embedding rows: ``user_vocabulary`` and ``movie_vocabulary`` list the ids seen in training; id
     ``vocabulary[i]`` uses embedding row ``i + 1``. Row 0 is a reserved out-of-vocabulary row shared by every id not in
     the vocabulary, so an unseen user or movie gets an ordinary finite score instead of an error. Padded items
-    (``movie_id == PADDING_ID`` in dense input) get exactly ``PADDING_SCORE`` (-1e9), below any real score, so they
-    sort last and are masked by the losses and metrics.
+    (``movie_id == PADDING_ID``, in dense or ragged input) get exactly ``PADDING_SCORE`` (-1e9), below any real score,
+    so they sort last and are masked by the losses and metrics.
+
+    ``user_id`` must hold one user per list: a batch-size mismatch raises ``InvalidArgumentError`` (also inside
+    ``tf.function``) rather than broadcasting one user over every list; a dense ``movie_id`` of rank other than 2
+    raises ``ValueError``.
 
     Example:
 
@@ -118,9 +149,10 @@ class RankingModel(keras.Model):
     def call(self, inputs):
         user_id = tf.reshape(tf.cast(inputs["user_id"], tf.int64), [-1])
         movie_id = inputs["movie_id"]
+        user_id = _check_one_user_per_list(user_id, movie_id)
         # The first hidden layer sees [user embedding, movie embedding] for every item. Its user half is the same for
         # every item of a list, so it is computed once per list: the same function with a list_size-th of that
-        # half's multiplications (training steps 5% faster at list_size 5; BUILD.md).
+        # half's multiplications.
         first_layer = self.hidden_layers[0]
         # tf.split, not slicing: its gradient is one concat where two slices' gradients are two zero-filled kernels.
         user_kernel, movie_kernel = tf.split(first_layer.kernel, 2, axis=0)
@@ -130,15 +162,14 @@ class RankingModel(keras.Model):
         if isinstance(movie_id, tf.RaggedTensor):
             movie_part = self._movie_part(tf.cast(movie_id.flat_values, tf.int64), movie_kernel)
             hidden = movie_part + tf.gather(user_part, movie_id.value_rowids())
-            return movie_id.with_flat_values(self._score_hidden(hidden))
+            return movie_id.with_flat_values(_pad_scores(movie_id.flat_values, self._score_hidden(hidden)))
 
         movie_id = tf.cast(movie_id, tf.int64)
         shape = tf.shape(movie_id)
         movie_part = self._movie_part(tf.reshape(movie_id, [-1]), movie_kernel)
         movie_part = tf.reshape(movie_part, [shape[0], shape[1], first_layer.units])
         hidden = tf.reshape(movie_part + user_part[:, tf.newaxis, :], [-1, first_layer.units])
-        scores = tf.reshape(self._score_hidden(hidden), shape)
-        return tf.where(movie_id == PADDING_ID, tf.constant(PADDING_SCORE, tf.float32), scores)
+        return _pad_scores(movie_id, tf.reshape(self._score_hidden(hidden), shape))
 
     def _movie_part(self, item_ids: tf.Tensor, movie_kernel: tf.Tensor) -> tf.Tensor:
         """The movie half of the first hidden layer's product for flat items ``[n]``: ``[n, units]``."""

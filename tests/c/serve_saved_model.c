@@ -1,13 +1,14 @@
 /* Scores movie lists with a tfrank SavedModel through the TensorFlow C API, the way TF Serving loads it.
  *
  * Loads the SavedModel with tag "serve" via TF_LoadSessionFromSavedModel (which restores the variables and runs the
- * init op that fills the lookup tables), feeds int64 user ids [batch] and movie ids [batch, list_size] to the
- * signature's input tensors and prints the float scores, one per line, row-major.
+ * init op that fills the lookup tables), feeds int64 user ids and movie ids of the given shapes to the signature's
+ * input tensors and prints the float scores, one per line, row-major. Any shapes are fed as given, as TF Serving
+ * does, so that the export's own input checks can be tested; a failed run prints TensorFlow's message and exits 1.
  *
  * Usage:
- *   serve_saved_model EXPORT_DIR USER_TENSOR MOVIE_TENSOR SCORES_TENSOR BATCH LIST_SIZE
- *                     USER_ID x BATCH  MOVIE_ID x (BATCH * LIST_SIZE)
- * Tensor names are "operation:index" as written in the signature def, e.g. serving_default_user_id:0.
+ *   serve_saved_model EXPORT_DIR USER_TENSOR MOVIE_TENSOR SCORES_TENSOR USER_SHAPE MOVIE_SHAPE USER_IDS... MOVIE_IDS...
+ * Shapes are comma-separated dimensions, e.g. 2 and 2,5 for user ids [2] and movie ids [2, 5]. Tensor names are
+ * "operation:index" as written in the signature def, e.g. serving_default_user_id:0.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +46,35 @@ static TF_Output find_output(TF_Graph* graph, const char* tensor_name) {
   return output;
 }
 
+#define MAX_RANK 8
+
+/* Parses "d0,d1,..." into dims; returns the rank. */
+static int parse_shape(const char* text, int64_t* dims) {
+  int rank = 0;
+  const char* cursor = text;
+  while (*cursor != '\0') {
+    if (rank == MAX_RANK) {
+      fprintf(stderr, "shape %s has more than %d dimensions\n", text, MAX_RANK);
+      exit(2);
+    }
+    char* end = NULL;
+    long long dim = strtoll(cursor, &end, 10);
+    if (end == cursor || dim < 0 || (*end != ',' && *end != '\0')) {
+      fprintf(stderr, "bad shape %s: expected comma-separated sizes, e.g. 2,5\n", text);
+      exit(2);
+    }
+    dims[rank++] = dim;
+    cursor = (*end == ',') ? end + 1 : end;
+  }
+  return rank;
+}
+
+static int64_t num_elements(const int64_t* dims, int rank) {
+  int64_t count = 1;
+  for (int i = 0; i < rank; ++i) count *= dims[i];
+  return count;
+}
+
 static TF_Tensor* int64_tensor(const int64_t* dims, int num_dims, char** values, int64_t count) {
   TF_Tensor* tensor = TF_AllocateTensor(TF_INT64, dims, num_dims, (size_t)count * sizeof(int64_t));
   int64_t* data = (int64_t*)TF_TensorData(tensor);
@@ -55,16 +85,20 @@ static TF_Tensor* int64_tensor(const int64_t* dims, int num_dims, char** values,
 int main(int argc, char** argv) {
   if (argc < 7) {
     fprintf(stderr,
-            "usage: %s EXPORT_DIR USER_TENSOR MOVIE_TENSOR SCORES_TENSOR BATCH LIST_SIZE USER_IDS... MOVIE_IDS...\n",
+            "usage: %s EXPORT_DIR USER_TENSOR MOVIE_TENSOR SCORES_TENSOR USER_SHAPE MOVIE_SHAPE "
+            "USER_IDS... MOVIE_IDS...\n",
             argv[0]);
     return 2;
   }
   const char* export_dir = argv[1];
-  int64_t batch = strtoll(argv[5], NULL, 10);
-  int64_t list_size = strtoll(argv[6], NULL, 10);
-  if (argc != 7 + batch + batch * list_size) {
-    fprintf(stderr, "expected %lld user ids and %lld movie ids, got %d values\n", (long long)batch,
-            (long long)(batch * list_size), argc - 7);
+  int64_t user_dims[MAX_RANK], movie_dims[MAX_RANK];
+  int user_rank = parse_shape(argv[5], user_dims);
+  int movie_rank = parse_shape(argv[6], movie_dims);
+  int64_t num_users = num_elements(user_dims, user_rank);
+  int64_t num_movies = num_elements(movie_dims, movie_rank);
+  if (argc != 7 + num_users + num_movies) {
+    fprintf(stderr, "expected %lld user ids and %lld movie ids, got %d values\n", (long long)num_users,
+            (long long)num_movies, argc - 7);
     return 2;
   }
 
@@ -78,10 +112,8 @@ int main(int argc, char** argv) {
 
   TF_Output inputs[2] = {find_output(graph, argv[2]), find_output(graph, argv[3])};
   TF_Output outputs[1] = {find_output(graph, argv[4])};
-  int64_t user_dims[1] = {batch};
-  int64_t movie_dims[2] = {batch, list_size};
-  TF_Tensor* input_values[2] = {int64_tensor(user_dims, 1, argv + 7, batch),
-                                int64_tensor(movie_dims, 2, argv + 7 + batch, batch * list_size)};
+  TF_Tensor* input_values[2] = {int64_tensor(user_dims, user_rank, argv + 7, num_users),
+                                int64_tensor(movie_dims, movie_rank, argv + 7 + num_users, num_movies)};
   TF_Tensor* output_values[1] = {NULL};
 
   TF_SessionRun(session, NULL, inputs, input_values, 2, outputs, output_values, 1, NULL, 0, NULL, status);
