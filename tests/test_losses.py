@@ -455,3 +455,101 @@ def test_empty_ragged_lists_add_nothing(cls):
     assert float(cls(ragged=True)(labels, scores)) == 0.0
     with_empty = cls(ragged=True)(tf.ragged.constant([[], [1.0, 0.0]]), tf.ragged.constant([[], [0.3, 0.1]]))
     assert np.isfinite(with_empty.numpy())
+
+
+# --- numerical stability -------------------------------------------------------------------------------------------
+
+
+def _list_mle_reference(labels, scores):
+    """ListMLE of one batch in float64 numpy, loss and gradient, from its formula: items sorted by label
+    (descending, ties in input order), padded items (label < 0) last with score log(1e-10), as TF Ranking does."""
+    labels, scores = np.asarray(labels, np.float64), np.asarray(scores, np.float64)
+    total, grad = 0.0, np.zeros_like(scores)
+    for row, (y, s) in enumerate(zip(labels, scores)):
+        valid = y >= 0
+        if not valid.any():
+            continue
+        s = np.where(valid, s, math.log(1e-10))
+        order = sorted(range(len(y)), key=lambda i: (not valid[i], -y[i], i))
+        for k in range(len(order)):
+            tail = np.array(order[k:])
+            top = s[tail].max()
+            probabilities = np.exp(s[tail] - top) / np.exp(s[tail] - top).sum()
+            total += top + math.log(np.exp(s[tail] - top).sum()) - s[order[k]]
+            grad[row, tail] += probabilities
+            grad[row, order[k]] -= 1.0
+        grad[row] = np.where(valid, grad[row], 0.0)
+    return total / len(labels), grad / len(labels)
+
+
+@pytest.mark.parametrize(
+    "labels, scores",
+    [([[2.0, 1.0, 0.0]], [[50.0, 0.0, -50.0]]),
+     ([[2.0, 1.0, -1.0]], [[70.0, 0.0, -1e9]]),
+     ([[2.0, 1.0, 0.0]], [[0.0, -1e9, 5.0]]),
+     ([[0.0, 3.0, 1.0, 2.0]], [[-80.0, 80.0, 0.0, 40.0]]),
+     ([[1.0, 0.0, -1.0, 2.0]], [[-200.0, 150.0, 3.0, -60.0]])],
+)
+def test_list_mle_is_finite_and_exact_far_from_zero(labels, scores):
+    value, grad = _value_and_grad(losses.ListMLELoss(), labels, scores)
+    expected_value, expected_grad = _list_mle_reference(labels, scores)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(expected_value, rel=1e-5, abs=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_list_mle_matches_the_reference_on_ordinary_scores():
+    rng = np.random.default_rng(12)
+    labels = rng.integers(-1, 4, (5, 6)).astype(np.float32)
+    scores = rng.normal(scale=3.0, size=(5, 6)).astype(np.float32)
+    value, grad = _value_and_grad(losses.ListMLELoss(), labels, scores)
+    expected_value, expected_grad = _list_mle_reference(labels, scores)
+    assert value == pytest.approx(expected_value, rel=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_list_mle_with_lambda_weight_is_finite_far_from_zero():
+    loss = losses.ListMLELoss(lambda_weight=losses.ListMLELambdaWeight())
+    value, grad = _value_and_grad(loss, [[2.0, 1.0, 0.0]], [[50.0, 0.0, -50.0]])
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(0.0, abs=1e-6)  # every term is log(1 + e^-50) or 0
+
+
+def test_list_mle_is_finite_far_from_zero_inside_tf_function():
+    labels = tf.constant([[2.0, 1.0, -1.0]])
+    scores = tf.constant([[70.0, 0.0, -1e9]])
+    loss = losses.ListMLELoss()
+
+    @tf.function
+    def value_and_grad():
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            value = loss(labels, scores)
+        return value, tape.gradient(value, scores)
+
+    value, grad = value_and_grad()
+    expected_value, expected_grad = _list_mle_reference(labels.numpy(), scores.numpy())
+    assert float(value) == pytest.approx(expected_value, abs=1e-5)
+    np.testing.assert_allclose(grad.numpy(), expected_grad, atol=1e-5)
+
+
+# --- empty batches -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_empty_batch_gives_zero_loss_and_an_empty_gradient(name):
+    labels = tf.zeros([0, 4])
+    value, grad = _value_and_grad(losses.get(name), labels, tf.zeros([0, 4]))
+    assert value == 0.0
+    assert grad.shape == (0, 4)
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_empty_batch_gives_zero_loss_inside_tf_function(name):
+    loss = losses.get(name)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])])
+    def value(labels, scores):
+        return loss(labels, scores)
+
+    assert float(value(tf.zeros([0, 4]), tf.zeros([0, 4]))) == 0.0

@@ -125,8 +125,9 @@ class ListMLELoss(ListwiseLoss):
         order_keys = tf.where(mask, labels, tf.reduce_min(labels, axis=1, keepdims=True) - 1e-6)
         order = tf.argsort(order_keys, axis=1, direction="DESCENDING", stable=True)
         sorted_scores = tf.gather(scores, order, batch_dims=1)
-        sorted_scores -= tf.reduce_max(sorted_scores, axis=1, keepdims=True)
-        terms = tf.math.log(tf.cumsum(tf.exp(sorted_scores), axis=1, reverse=True)) - sorted_scores
+        # log sum_{m >= k} exp(s_m) as a running log-sum-exp: shifting by the list's maximum alone underflows
+        # exp() to 0 for scores far below it, which gives log(0) = -inf and NaN gradients.
+        terms = tf.math.cumulative_logsumexp(sorted_scores, axis=1, reverse=True) - sorted_scores
         if isinstance(self.lambda_weight, lambda_weights_lib.ListMLELambdaWeight):
             positions = tf.range(1, tf.shape(labels)[1] + 1)[tf.newaxis, :] * tf.ones_like(order)
             terms *= self.lambda_weight.individual_weights(labels, positions)
@@ -269,7 +270,9 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         samples = self.sample_size
 
         def repeat(tensor):
-            return tf.reshape(tf.repeat(tensor[:, tf.newaxis, :], samples, axis=1), [batch_size * samples, -1])
+            # The list size is given, not inferred (-1): an empty batch has no elements to infer it from.
+            width = tf.shape(tensor)[1]
+            return tf.reshape(tf.repeat(tensor[:, tf.newaxis, :], samples, axis=1), [batch_size * samples, width])
 
         noisy = scores[:, tf.newaxis, :] + self.gumbel_noise([batch_size, samples, list_size])
         noisy = tf.reshape(noisy, [batch_size * samples, list_size])
