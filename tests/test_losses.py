@@ -269,9 +269,94 @@ def test_weight_shape_mismatch_names_both_shapes():
         losses.PairwiseHingeLoss()(tf.zeros([2, 3]), tf.zeros([2, 3]), tf.ones([2, 2]))
 
 
-def test_ragged_and_dense_mixed_is_rejected():
-    with pytest.raises(ValueError, match="RaggedTensor"):
-        losses.SoftmaxLoss(ragged=True)(tf.ragged.constant([[1.0, 0.0]]), tf.zeros([1, 2]))
+def test_dense_labels_with_ragged_scores_are_rejected():
+    with pytest.raises(ValueError, match=r"labels \(1, 2\) are dense but scores .* is a tf.RaggedTensor"):
+        losses.SoftmaxLoss(ragged=True)(tf.zeros([1, 2]), tf.ragged.constant([[1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("name", ["softmax", "pairwise_logistic", "sigmoid_cross_entropy"])
+def test_ragged_labels_with_padded_scores_equal_ragged_scores(name):
+    labels = tf.ragged.constant([[1.0, 0.0, 2.0], [0.0, 1.0]])
+    scores = tf.ragged.constant([[0.3, -0.2, 0.9], [0.5, 0.1]])
+    padded = scores.to_tensor(123.0)  # what a Keras model returns; the padded slot is not a list item
+    loss = losses.get(name, ragged=True)
+    assert float(loss(labels, padded)) == pytest.approx(float(loss(labels, scores)), rel=1e-6)
+
+
+@pytest.mark.parametrize("input_name", ["labels", "scores", "sample_weight"])
+def test_ragged_input_needs_ragged_true(input_name):
+    inputs = {"labels": tf.constant([[1.0, 0.0]]), "scores": tf.constant([[0.2, 0.1]]),
+              "sample_weight": tf.constant([[1.0, 2.0]])}
+    inputs[input_name] = tf.RaggedTensor.from_tensor(inputs[input_name])
+    with pytest.raises(ValueError, match=f"PairwiseHingeLoss: {input_name} .*ragged=True"):
+        losses.PairwiseHingeLoss()(inputs["labels"], inputs["scores"], inputs["sample_weight"])
+
+
+RAGGED_SPEC = tf.RaggedTensorSpec([None, None], tf.float32, ragged_rank=1)
+
+
+@pytest.mark.parametrize("name", ["softmax", "pairwise_hinge", "mean_squared"])
+def test_ragged_lists_of_different_lengths_are_rejected_inside_tf_function(name):
+    loss = losses.get(name, ragged=True)
+
+    @tf.function(input_signature=[RAGGED_SPEC, RAGGED_SPEC])
+    def value(labels, scores):
+        return loss(labels, scores)
+
+    # Both pad to [2, 2]: without the check the scores would silently belong to other items.
+    labels = tf.ragged.constant([[1.0, 0.0], [1.0]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ragged labels and scores differ in list lengths"):
+        value(labels, tf.ragged.constant([[1.0], [0.0, 1.0]]))
+    assert np.isfinite(float(value(labels, tf.ragged.constant([[1.0, 0.5], [0.0]]))))
+
+
+def test_ragged_weights_of_different_lengths_are_rejected_inside_tf_function():
+    loss = losses.SoftmaxLoss(ragged=True)
+
+    @tf.function(input_signature=[RAGGED_SPEC, RAGGED_SPEC, RAGGED_SPEC])
+    def value(labels, scores, weights):
+        return loss(labels, scores, weights)
+
+    labels = tf.ragged.constant([[1.0, 0.0], [1.0]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ragged labels and sample_weight differ"):
+        value(labels, labels, tf.ragged.constant([[1.0], [2.0, 1.0]]))
+
+
+def test_padded_scores_narrower_than_a_ragged_list_are_rejected():
+    with pytest.raises(ValueError, match=r"list lengths \[3, 1\] and scores list lengths \[2, 1\]"):
+        losses.SoftmaxLoss(ragged=True)(tf.ragged.constant([[1.0, 0.0, 2.0], [1.0]]), tf.zeros([2, 2]))
+
+
+# --- padded slots never reach a loss -------------------------------------------------------------------------------
+
+
+def _losses_with_lambda_weights():
+    """Every registered loss, and each loss that uses lambda weights with each kind it uses."""
+    pair_weights = [losses.NDCGLambdaWeight(topn=2), losses.DCGLambdaWeight(smooth_fraction=0.5),
+                    losses.NDCGLambdaWeightV2(topn=2), losses.LabelDiffLambdaWeight(),
+                    losses.PrecisionLambdaWeight(topn=2)]
+    cases = [(name, None) for name in losses.names()]
+    for name in ["pairwise_hinge", "pairwise_logistic", "pairwise_soft_zero_one", "pairwise_mse"]:
+        cases += [(name, weight) for weight in pair_weights]
+    cases += [("softmax", losses.NDCGLambdaWeight()), ("softmax", losses.DCGLambdaWeight(topn=2)),
+              ("list_mle", losses.ListMLELambdaWeight())]
+    return cases
+
+
+@pytest.mark.parametrize("name, lambda_weight", _losses_with_lambda_weights(),
+                         ids=lambda value: type(value).__name__ if value is not None else None)
+@pytest.mark.parametrize("padded_score", [float("nan"), float("inf"), -float("inf"), ops.PADDING_SCORE])
+def test_padded_scores_never_reach_the_loss(name, lambda_weight, padded_score):
+    labels = [[2.0, -1.0, 0.0, 1.0], [1.0, 0.0, -1.0, -1.0]]
+    scores = [[0.4, 0.0, -0.3, 1.1], [0.2, 0.7, 0.0, 0.0]]
+    polluted = [[0.4, padded_score, -0.3, 1.1], [0.2, 0.7, padded_score, padded_score]]
+    kwargs = {} if lambda_weight is None else {"lambda_weight": lambda_weight}
+    expected_value, expected_grad = _value_and_grad(losses.get(name, **kwargs), labels, scores)
+    value, grad = _value_and_grad(losses.get(name, **kwargs), labels, polluted)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(expected_value, rel=1e-6, abs=1e-7)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(grad[[0, 1, 1], [1, 2, 3]], 0.0)
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0])
