@@ -3,7 +3,8 @@
 Every metric reads ``y_true`` labels and ``y_pred`` scores of shape ``[batch, list_size]`` (or ragged
 ``[batch, (list_size)]`` with ``ragged=True``), an optional ``sample_weight`` per list ``[batch, 1]`` or per item,
 and reports the weighted mean over lists of a per-list value. The numbers are TF Ranking 0.5.5's Keras metrics',
-except that score ties rank in input order (TF Ranking shuffles them) and a batch that is all padding is ignored.
+except that score ties rank in input order (TF Ranking shuffles them), a list without valid items is ignored and
+a NaN or infinite score on a counted item makes the result NaN (see ``tfrank/metrics/_base.py``).
 
 Notation: ``rank(i)`` is item i's 1-based position when its list is sorted by score, descending;
 ``rel_i = 1 if label_i >= 1 else 0`` is binary relevance; ``k`` is ``topn`` (the whole list when None).
