@@ -638,3 +638,31 @@ def test_empty_batch_gives_zero_loss_inside_tf_function(name):
         return loss(labels, scores)
 
     assert float(value(tf.zeros([0, 4]), tf.zeros([0, 4]))) == 0.0
+
+
+# --- one definition of each argument rule --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topn", [0, -2, 1.5, True, "3"])
+def test_lambda_weights_and_metrics_reject_the_same_topn_values(topn):
+    from tfrank import metrics
+
+    with pytest.raises(ValueError, match=f"topn={topn!r}: NDCGLambdaWeight needs topn"):
+        losses.NDCGLambdaWeight(topn=topn)
+    with pytest.raises(ValueError, match=f"topn={topn!r}: NDCGMetric needs topn"):
+        metrics.NDCGMetric(topn=topn)
+
+
+def test_lambda_weights_and_metrics_accept_numpy_integer_topn():
+    from tfrank import metrics
+
+    assert losses.NDCGLambdaWeight(topn=np.int64(3)).topn == 3
+    assert metrics.NDCGMetric(topn=np.int64(3)).topn == 3
+    assert type(losses.NDCGLambdaWeight(topn=np.int64(3)).topn) is int
+
+
+def test_gain_and_discount_functions_serialise_under_their_registered_tfrank_names():
+    config = losses.NDCGLambdaWeight().get_config()
+    assert config["gain_fn"]["config"] == "tfrank>pow_minus_1"
+    assert config["rank_discount_fn"]["config"] == "tfrank>log2_inverse"
+    assert keras.saving.deserialize_keras_object(config["gain_fn"]) is ops.pow_minus_1

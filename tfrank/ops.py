@@ -211,25 +211,40 @@ def sorted_ranks(scores: tf.Tensor, shuffle_ties: bool = False, seed: Optional[i
     return tf.argsort(sorted_positions) + 1
 
 
-def default_gain(labels: tf.Tensor) -> tf.Tensor:
-    """Exponential gain 2^label - 1, as in TF Ranking."""
-    return tf.pow(2.0, labels) - 1.0
+def identity(label: tf.Tensor) -> tf.Tensor:
+    """Gain = label."""
+    return label
 
 
-def log2_discount(rank: tf.Tensor) -> tf.Tensor:
-    """1 / log2(rank + 1): the NDCG metrics' rank discount."""
-    return tf.math.log(2.0) / tf.math.log1p(rank)
+def pow_minus_1(label: tf.Tensor) -> tf.Tensor:
+    """Gain 2^label - 1: the default gain of NDCG, as in TF Ranking."""
+    return tf.pow(2.0, label) - 1.0
 
 
-def ln_discount(rank: tf.Tensor) -> tf.Tensor:
-    """1 / ln(rank + 1): TF Ranking's default discount inside losses and lambda weights."""
-    return 1.0 / tf.math.log1p(rank)
+def inverse(rank: tf.Tensor) -> tf.Tensor:
+    """Discount 1 / rank (0 where rank is 0)."""
+    return tf.math.divide_no_nan(1.0, rank)
+
+
+def log2_inverse(rank: tf.Tensor) -> tf.Tensor:
+    """Discount 1 / log2(rank + 1) (0 where rank is 0): the default discount of the NDCG metrics and lambda weights."""
+    return tf.math.divide_no_nan(tf.math.log(2.0), tf.math.log1p(rank))
+
+
+def ln_inverse(rank: tf.Tensor) -> tf.Tensor:
+    """Discount 1 / ln(rank + 1) (0 where rank is 0): TF Ranking's discount inside ApproxNDCG."""
+    return tf.math.divide_no_nan(1.0, tf.math.log1p(rank))
+
+
+def is_greater_equal_1(label: tf.Tensor) -> tf.Tensor:
+    """True where an item is relevant: label >= 1 (binary relevance, as in TF Ranking)."""
+    return tf.greater_equal(label, 1.0)
 
 
 def inverse_max_dcg(
     labels: tf.Tensor,
-    gain_fn: Callable[[tf.Tensor], tf.Tensor] = default_gain,
-    rank_discount_fn: Callable[[tf.Tensor], tf.Tensor] = ln_discount,
+    gain_fn: Callable[[tf.Tensor], tf.Tensor] = pow_minus_1,
+    rank_discount_fn: Callable[[tf.Tensor], tf.Tensor] = ln_inverse,
     topn: Optional[int] = None,
 ) -> tf.Tensor:
     """1 / (the DCG of the ideal ordering of ``labels``), shape [batch, 1]; 0 where that DCG is 0."""

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_positive
 from tfrank.losses import lambda_weights as lambda_weights_lib
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none")
@@ -40,12 +41,6 @@ def _standardize_reduction(reduction: Optional[str]) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction={reduction!r}: must be one of {list(_REDUCTIONS)}, 'auto' or None")
     return reduction
-
-
-def _check_temperature(temperature: float, owner: str) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature={temperature!r}: {owner} needs a temperature > 0")
-    return float(temperature)
 
 
 def item_weights(sample_weight: Optional[tf.Tensor], mask: tf.Tensor) -> tf.Tensor:
@@ -83,7 +78,7 @@ class RankingLoss(keras.losses.Loss):
     ):
         reduction = _standardize_reduction(reduction)
         super().__init__(name=name, reduction=reduction, **kwargs)
-        self.temperature = _check_temperature(temperature, type(self).__name__)
+        self.temperature = check_positive(temperature, "temperature", type(self).__name__)
         if lambda_weight is not None and not isinstance(lambda_weight, lambda_weights_lib.LambdaWeight):
             raise ValueError(
                 f"lambda_weight={lambda_weight!r}: must be a tfrank.losses lambda weight such as NDCGLambdaWeight()"

@@ -10,8 +10,8 @@ the same shape. Weights never carry gradients. The losses rank items by score wi
 (``tfrank.ops.ranks_by_scores``); TF Ranking breaks score ties at random, so only tied scores can give different
 weights.
 
-The gain, discount and positive functions below are registered with Keras so that lambda weights built from them
-serialise by name.
+The gain, discount and positive functions (``identity``, ``inverse``, ``pow_minus_1``, ``log2_inverse``,
+``is_greater_equal_1``) are registered with Keras so that lambda weights built from them serialise by name.
 """
 
 from typing import Any, Callable, Dict, Optional
@@ -20,58 +20,17 @@ import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_topn, deserialize_fn, serialize_fn
+
+# The gain, discount and positive functions that lambda weights take, under their TF Ranking names (one definition
+# each, in tfrank.ops; registered with Keras in tfrank._arguments).
+identity = ops.identity
+inverse = ops.inverse
+pow_minus_1 = ops.pow_minus_1
+log2_inverse = ops.log2_inverse
+is_greater_equal_1 = ops.is_greater_equal_1
 
 _PACKAGE = "tfrank"
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def identity(label: tf.Tensor) -> tf.Tensor:
-    """Gain = label."""
-    return label
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def inverse(rank: tf.Tensor) -> tf.Tensor:
-    """Discount 1 / rank (0 where rank is 0)."""
-    return tf.math.divide_no_nan(1.0, rank)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def pow_minus_1(label: tf.Tensor) -> tf.Tensor:
-    """Gain 2^label - 1."""
-    return tf.pow(2.0, label) - 1.0
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def log2_inverse(rank: tf.Tensor) -> tf.Tensor:
-    """Discount 1 / log2(rank + 1) (0 where rank is 0)."""
-    return tf.math.divide_no_nan(tf.math.log(2.0), tf.math.log1p(rank))
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def is_greater_equal_1(label: tf.Tensor) -> tf.Tensor:
-    """Positive when label >= 1."""
-    return tf.greater_equal(label, 1.0)
-
-
-def _serialize_fn(fn: Callable) -> Any:
-    return keras.saving.serialize_keras_object(fn)
-
-
-def _deserialize_fn(config: Any) -> Optional[Callable]:
-    if config is None or callable(config):
-        return config
-    return keras.saving.deserialize_keras_object(config)
-
-
-def _check_topn(topn: Optional[int], owner: str, required: bool = False) -> Optional[int]:
-    if topn is None:
-        if required:
-            raise ValueError(f"topn=None: {owner} needs a cut-off, an int >= 1")
-        return None
-    if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
-        raise ValueError(f"topn={topn!r}: {owner} needs topn to be None or an int >= 1")
-    return topn
 
 
 def _clean_labels(labels: tf.Tensor):
@@ -124,7 +83,7 @@ class _DCGLambdaWeightBase(LambdaWeight):
     """Shared part of the DCG lambda weights: |gain_i - gain_j| * rank discount of the pair * list_size."""
 
     def __init__(self, topn, gain_fn, rank_discount_fn, normalized):
-        self.topn = _check_topn(topn, type(self).__name__)
+        self.topn = check_topn(topn, type(self).__name__)
         self.gain_fn = gain_fn
         self.rank_discount_fn = rank_discount_fn
         self.normalized = bool(normalized)
@@ -153,15 +112,15 @@ class _DCGLambdaWeightBase(LambdaWeight):
     def get_config(self) -> Dict[str, Any]:
         return {
             "topn": self.topn,
-            "gain_fn": _serialize_fn(self.gain_fn),
-            "rank_discount_fn": _serialize_fn(self.rank_discount_fn),
+            "gain_fn": serialize_fn(self.gain_fn),
+            "rank_discount_fn": serialize_fn(self.rank_discount_fn),
         }
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "LambdaWeight":
         config = dict(config)
         for key in ("gain_fn", "rank_discount_fn"):
-            config[key] = _deserialize_fn(config.get(key))
+            config[key] = deserialize_fn(config.get(key))
         return cls(**config)
 
 
@@ -292,7 +251,7 @@ class PrecisionLambdaWeight(LambdaWeight):
     """
 
     def __init__(self, topn: Optional[int] = None, positive_fn: Optional[Callable] = None, **kwargs):
-        self.topn = _check_topn(topn, "PrecisionLambdaWeight", required=True)
+        self.topn = check_topn(topn, "PrecisionLambdaWeight", required=True)
         self.positive_fn = positive_fn or is_greater_equal_1
 
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
@@ -304,12 +263,12 @@ class PrecisionLambdaWeight(LambdaWeight):
         return label_diff * tf.cast(swaps_topn, tf.float32)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"topn": self.topn, "positive_fn": _serialize_fn(self.positive_fn)}
+        return {"topn": self.topn, "positive_fn": serialize_fn(self.positive_fn)}
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "LambdaWeight":
         config = dict(config)
-        config["positive_fn"] = _deserialize_fn(config.get("positive_fn"))
+        config["positive_fn"] = deserialize_fn(config.get("positive_fn"))
         return cls(**config)
 
 
@@ -332,8 +291,8 @@ class ListMLELambdaWeight(LambdaWeight):
         return tf.ones_like(labels) * self.rank_discount_fn(tf.cast(ranks, tf.float32))
 
     def get_config(self) -> Dict[str, Any]:
-        return {"rank_discount_fn": _serialize_fn(self.rank_discount_fn)}
+        return {"rank_discount_fn": serialize_fn(self.rank_discount_fn)}
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "LambdaWeight":
-        return cls(rank_discount_fn=_deserialize_fn(config.get("rank_discount_fn")))
+        return cls(rank_discount_fn=deserialize_fn(config.get("rank_discount_fn")))

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_positive
 from tfrank.losses import lambda_weights as lambda_weights_lib
 from tfrank.losses._base import RankingLoss, list_weights
 
@@ -97,7 +98,7 @@ class UniqueSoftmaxLoss(ListwiseLoss):
         row_max = tf.stop_gradient(tf.maximum(tf.reduce_max(competitors, axis=2), scores))
         partition = tf.exp(scores - row_max) + tf.reduce_sum(tf.exp(competitors - row_max[:, :, tf.newaxis]), axis=2)
         per_item = tf.math.log(partition) + row_max - scores
-        losses = tf.reduce_sum(per_item * ops.default_gain(labels), axis=1, keepdims=True)
+        losses = tf.reduce_sum(per_item * ops.pow_minus_1(labels), axis=1, keepdims=True)
         return losses, tf.ones_like(losses)
 
 
@@ -183,8 +184,8 @@ class ApproxNDCGLoss(ListwiseLoss):
     def list_loss(self, labels, scores, mask):
         labels, scores, has_relevant = _prepare_approx_inputs(labels, scores, mask)
         gains = _safe_gain(labels)
-        dcg = tf.reduce_sum(gains * ops.ln_discount(ops.approx_ranks(scores)), axis=1, keepdims=True)
-        ndcg = dcg * ops.inverse_max_dcg(labels, gain_fn=_safe_gain, rank_discount_fn=ops.ln_discount)
+        dcg = tf.reduce_sum(gains * ops.ln_inverse(ops.approx_ranks(scores)), axis=1, keepdims=True)
+        ndcg = dcg * ops.inverse_max_dcg(labels, gain_fn=_safe_gain, rank_discount_fn=ops.ln_inverse)
         return -ndcg, has_relevant
 
 
@@ -250,7 +251,7 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
             raise ValueError(f"sample_size={sample_size!r}: must be an int >= 1")
         self.sample_size = sample_size
-        self.gumbel_temperature = _positive(gumbel_temperature, "gumbel_temperature")
+        self.gumbel_temperature = check_positive(gumbel_temperature, "gumbel_temperature", type(self).__name__)
         self.seed = seed
 
     def gumbel_noise(self, shape) -> tf.Tensor:
@@ -290,8 +291,3 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         )
         return config
 
-
-def _positive(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{what}={value!r}: must be > 0")
-    return float(value)

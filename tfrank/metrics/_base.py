@@ -25,13 +25,13 @@ Agreement with TF Ranking 0.5.5 (``tfr.keras.metrics``), deliberate differences 
   is read as ``[batch, 1]``.
 """
 
-import numbers
 from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_topn
 
 
 class RankedLists(NamedTuple):
@@ -49,7 +49,7 @@ class RankedLists(NamedTuple):
 
 def binary_relevance(labels: tf.Tensor) -> tf.Tensor:
     """1.0 where an item is relevant (label >= 1), else 0.0: the relevance of MRR, precision, recall, MAP, hits."""
-    return tf.cast(labels >= 1.0, tf.float32)
+    return tf.cast(ops.is_greater_equal_1(labels), tf.float32)
 
 
 def ranks_like(sorted_values: tf.Tensor) -> tf.Tensor:
@@ -77,14 +77,6 @@ def per_list_weights(item_weights: tf.Tensor, relevance: tf.Tensor) -> tf.Tensor
     return tf.where(has_weight, weights_or_mean, tf.zeros_like(weights))
 
 
-def _check_topn(topn) -> int | None:
-    if topn is None:
-        return None
-    if isinstance(topn, bool) or not isinstance(topn, numbers.Integral) or topn < 1:
-        raise ValueError(f"topn={topn!r}: must be a positive integer (the cut-off rank) or None for the whole list")
-    return int(topn)
-
-
 class RankingMetric(keras.metrics.Mean):
     """Base of the list metrics: the weighted mean, over lists, of a per-list value.
 
@@ -105,7 +97,7 @@ class RankingMetric(keras.metrics.Mean):
         super().__init__(name=name, dtype=dtype)
         if topn is not None and not self.takes_topn:
             raise ValueError(f"{type(self).__name__} ranks whole lists: topn={topn!r} is not supported, use None")
-        self.topn = _check_topn(topn)
+        self.topn = check_topn(topn, type(self).__name__)
         self.ragged = bool(ragged)
 
     def per_list(self, lists: RankedLists) -> tuple[tf.Tensor, tf.Tensor]:
