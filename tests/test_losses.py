@@ -666,3 +666,26 @@ def test_gain_and_discount_functions_serialise_under_their_registered_tfrank_nam
     assert config["gain_fn"]["config"] == "tfrank>pow_minus_1"
     assert config["rank_discount_fn"]["config"] == "tfrank>log2_inverse"
     assert keras.saving.deserialize_keras_object(config["gain_fn"]) is ops.pow_minus_1
+
+
+# --- abstract bases ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", [losses.RankingLoss, losses.PairwiseLoss, losses.PointwiseLoss, losses.ListwiseLoss,
+                                  losses.LambdaWeight], ids=lambda base: base.__name__)
+def test_abstract_bases_fail_at_construction(base):
+    with pytest.raises(TypeError, match=f"abstract.*{base.__name__}|{base.__name__}.*abstract"):
+        base()
+
+
+def test_a_subclass_missing_its_method_fails_at_construction():
+    class Incomplete(losses.PairwiseLoss):
+        pass
+
+    with pytest.raises(TypeError, match="pairwise_loss"):
+        Incomplete()
+
+
+def test_list_mle_lambda_weight_has_no_pair_weights():
+    with pytest.raises(ValueError, match="ListMLELambdaWeight.*no pair weights; use it with ListMLELoss"):
+        losses.ListMLELambdaWeight().pair_weights(tf.zeros([1, 2]), tf.ones([1, 2]))

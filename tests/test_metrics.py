@@ -505,3 +505,14 @@ def test_ragged_and_padded_labels_follow_the_same_rule_as_the_losses():
     scores = tf.ragged.constant([[0.1, 9.0, 0.3], [0.5, 0.2]])
     padded = _result(metrics.NDCGMetric(), labels.to_tensor(-1.0), scores.to_tensor(0.0))
     assert _result(metrics.NDCGMetric(ragged=True), labels, scores) == pytest.approx(padded)
+
+
+def test_the_metric_base_is_abstract():
+    with pytest.raises(TypeError, match="per_list"):
+        metrics.RankingMetric()
+
+    class NoPerList(metrics.RankingMetric):
+        pass
+
+    with pytest.raises(TypeError, match="per_list"):
+        NoPerList()

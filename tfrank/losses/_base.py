@@ -21,6 +21,7 @@ inf included) it never reaches a loss. Keras 3's ``model.fit`` hands ragged ``y`
 outputs to the loss unchanged (TF backend, data from a ``tf.data.Dataset``).
 """
 
+import abc
 from typing import Any, Dict, Optional, Tuple
 
 import keras
@@ -60,7 +61,7 @@ def list_weights(sample_weight: Optional[tf.Tensor], labels: tf.Tensor, mask: tf
     )
 
 
-class RankingLoss(keras.losses.Loss):
+class RankingLoss(keras.losses.Loss, metaclass=abc.ABCMeta):
     """Base class of the tfrank ranking losses (a ``keras.losses.Loss``).
 
     Subclasses implement ``compute(labels, scores, mask, sample_weight) -> (values, weights)``; everything else
@@ -86,11 +87,11 @@ class RankingLoss(keras.losses.Loss):
         self.lambda_weight = lambda_weight
         self.ragged = bool(ragged)
 
+    @abc.abstractmethod
     def compute(
         self, labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor, sample_weight: Optional[tf.Tensor]
     ) -> Tuple[tf.Tensor, tf.Tensor]:
         """(values, weights), broadcastable to each other; the loss is their weighted, reduced product."""
-        raise NotImplementedError
 
     def prepare(self, y_true, y_pred, sample_weight=None):
         """Dense ``(labels, scores, mask, sample_weight)`` from dense or ragged inputs; scores not yet scaled."""

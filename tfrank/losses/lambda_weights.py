@@ -14,6 +14,7 @@ The gain, discount and positive functions (``identity``, ``inverse``, ``pow_minu
 ``is_greater_equal_1``) are registered with Keras so that lambda weights built from them serialise by name.
 """
 
+import abc
 from typing import Any, Callable, Dict, Optional
 
 import keras
@@ -40,12 +41,15 @@ def _clean_labels(labels: tf.Tensor):
     return tf.where(valid, labels, tf.zeros_like(labels)), valid_pairs
 
 
-class LambdaWeight:
-    """Base of the lambda weights: ``pair_weights`` for pairwise losses, ``individual_weights`` for listwise ones."""
+class LambdaWeight(abc.ABC):
+    """Base of the lambda weights: ``pair_weights`` for pairwise losses, ``individual_weights`` for listwise ones.
 
+    A subclass implements ``pair_weights`` (as in TF Ranking); ``individual_weights`` defaults to the labels.
+    """
+
+    @abc.abstractmethod
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         """Weights [batch, list_size, list_size] for pairs (i, j) given labels and 1-based ranks."""
-        raise NotImplementedError(f"{type(self).__name__} has no pair weights; use it with a listwise loss")
 
     def individual_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         """Weights [batch, list_size] for single items; by default the labels themselves."""
@@ -94,8 +98,9 @@ class _DCGLambdaWeightBase(LambdaWeight):
             gain *= ops.inverse_max_dcg(clean_labels, self.gain_fn, self.rank_discount_fn, topn=self.topn)
         return gain
 
+    @abc.abstractmethod
     def _pair_rank_discount(self, ranks: tf.Tensor, topn) -> tf.Tensor:
-        raise NotImplementedError
+        """The rank part of the pair weights, [batch, list_size, list_size]."""
 
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         clean_labels, valid_pairs = _clean_labels(labels)
@@ -286,6 +291,10 @@ class ListMLELambdaWeight(LambdaWeight):
 
     def __init__(self, rank_discount_fn: Optional[Callable] = None, **kwargs):
         self.rank_discount_fn = rank_discount_fn or log2_inverse
+
+    def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
+        """Not defined: position weights have no pairs (pairwise losses refuse this lambda weight up front)."""
+        raise ValueError(f"{self!r} has no pair weights; use it with ListMLELoss")
 
     def individual_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         return tf.ones_like(labels) * self.rank_discount_fn(tf.cast(ranks, tf.float32))

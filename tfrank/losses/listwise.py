@@ -5,6 +5,7 @@ weight normalised as in ``tfrank.losses._base.list_weights`` times the loss's ow
 list whose labels are all 0). Numbers follow TF Ranking 0.5.5.
 """
 
+import abc
 import math
 from typing import Optional
 
@@ -33,8 +34,9 @@ class ListwiseLoss(RankingLoss):
       ragged: accept ``tf.RaggedTensor`` labels, scores and per-item weights (dense ones still work).
     """
 
+    @abc.abstractmethod
     def list_loss(self, labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor):
-        raise NotImplementedError
+        """(loss, weight) of each list, both [batch, 1] (or [batch]), before the caller's weights."""
 
     def compute(self, labels, scores, mask, sample_weight):
         losses, loss_weights = self.list_loss(labels, scores, mask)
@@ -62,11 +64,16 @@ class SoftmaxLoss(ListwiseLoss):
     """
 
     def compute(self, labels, scores, mask, sample_weight):
+        # The caller's weights scale the labels (the target) rather than the list's loss, as in TF Ranking.
         labels = tf.where(mask, labels, 0.0)
         if isinstance(self.lambda_weight, lambda_weights_lib.DCGLambdaWeight):
             labels = self.lambda_weight.individual_weights(labels, ops.ranks_by_scores(scores, mask))
         if sample_weight is not None:
             labels *= sample_weight
+        return self.list_loss(labels, scores, mask)
+
+    def list_loss(self, labels, scores, mask):
+        labels = tf.where(mask, labels, 0.0)
         scores = tf.where(mask, scores, _LOG_EPSILON)
         label_sum = tf.reduce_sum(labels, axis=1, keepdims=True)
         # A list whose labels sum to 0 still gets a finite loss (uniform target); its weight is 0 anyway.

@@ -25,6 +25,7 @@ Agreement with TF Ranking 0.5.5 (``tfr.keras.metrics``), deliberate differences 
   is read as ``[batch, 1]``.
 """
 
+import abc
 from typing import NamedTuple
 
 import keras
@@ -77,7 +78,7 @@ def per_list_weights(item_weights: tf.Tensor, relevance: tf.Tensor) -> tf.Tensor
     return tf.where(has_weight, weights_or_mean, tf.zeros_like(weights))
 
 
-class RankingMetric(keras.metrics.Mean):
+class RankingMetric(keras.metrics.Mean, metaclass=abc.ABCMeta):
     """Base of the list metrics: the weighted mean, over lists, of a per-list value.
 
     Subclasses implement :meth:`per_list`; they may sort with :meth:`top`. Set ``takes_topn = False`` for a
@@ -100,9 +101,9 @@ class RankingMetric(keras.metrics.Mean):
         self.topn = check_topn(topn, type(self).__name__)
         self.ragged = bool(ragged)
 
+    @abc.abstractmethod
     def per_list(self, lists: RankedLists) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns ``(values, weights)``, each ``[batch, 1]``: the metric of each list and that list's weight."""
-        raise NotImplementedError(f"{type(self).__name__} must implement per_list")
 
     def top(self, lists: RankedLists, *features: tf.Tensor, topn: int | None = None) -> list:
         """``features`` sorted by score (descending, ties by input order, invalid items last), cut to ``topn``."""
