@@ -133,16 +133,39 @@ class ListMLELoss(ListwiseLoss):
         order_keys = tf.where(mask, labels, tf.reduce_min(labels, axis=1, keepdims=True) - 1e-6)
         order = tf.argsort(order_keys, axis=1, direction="DESCENDING", stable=True)
         sorted_scores = tf.gather(scores, order, batch_dims=1)
-        # log sum_{m >= k} exp(s_m) as a running log-sum-exp: shifting by the list's maximum alone underflows
-        # exp() to 0 for scores far below it, which gives log(0) = -inf and NaN gradients.
-        terms = tf.math.cumulative_logsumexp(sorted_scores, axis=1, reverse=True) - sorted_scores
         if isinstance(self.lambda_weight, lambda_weights_lib.ListMLELambdaWeight):
             positions = tf.range(1, tf.shape(labels)[1] + 1)[tf.newaxis, :] * tf.ones_like(order)
+            terms = tf.math.cumulative_logsumexp(sorted_scores, axis=1, reverse=True) - sorted_scores
             terms *= self.lambda_weight.individual_weights(labels, positions)
-        losses = tf.reduce_sum(terms, axis=1, keepdims=True)
+            losses = tf.reduce_sum(terms, axis=1, keepdims=True)
+        else:
+            losses = _plackett_luce_nll(sorted_scores)
         has_valid_item = tf.reduce_any(mask, axis=1, keepdims=True)
         losses = tf.where(has_valid_item, losses, 0.0)
         return losses, tf.ones_like(losses)
+
+
+def _plackett_luce_nll(sorted_scores: tf.Tensor) -> tf.Tensor:
+    """sum_k (log sum_{m >= k} exp(s_m) - s_k) per list, [batch, 1], for scores in the order of the labels.
+
+    The suffix sums are a running log-sum-exp: shifting every score by the list's maximum alone underflows exp()
+    to 0 for scores far below it (log(0) = -inf, NaN gradients). The gradient is written by hand,
+    d/ds_j = sum_{k <= j} exp(s_j - lse_k) - 1, from one more running log-sum-exp (of -lse_k, every term <= 1, so
+    nothing overflows): cheaper than differentiating the running log-sum-exp, which splits the upstream gradient by
+    sign and runs two.
+    """
+
+    @tf.custom_gradient
+    def nll(sorted_scores):
+        suffix_lse = tf.math.cumulative_logsumexp(sorted_scores, axis=1, reverse=True)
+
+        def grad(upstream):
+            prefix_lse = tf.math.cumulative_logsumexp(-suffix_lse, axis=1)
+            return upstream * (tf.exp(sorted_scores + prefix_lse) - 1.0)
+
+        return tf.reduce_sum(suffix_lse - sorted_scores, axis=1, keepdims=True), grad
+
+    return nll(sorted_scores)
 
 
 def _prepare_approx_inputs(labels, scores, mask):
