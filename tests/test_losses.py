@@ -689,3 +689,18 @@ def test_a_subclass_missing_its_method_fails_at_construction():
 def test_list_mle_lambda_weight_has_no_pair_weights():
     with pytest.raises(ValueError, match="ListMLELambdaWeight.*no pair weights; use it with ListMLELoss"):
         losses.ListMLELambdaWeight().pair_weights(tf.zeros([1, 2]), tf.ones([1, 2]))
+
+
+def test_fit_with_ragged_labels_and_a_functional_model_padded_output():
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 5, 16)
+    lengths[0] = 4  # the batch pads to the model's list size, so both losses divide by 16 * 4
+    labels = tf.RaggedTensor.from_row_lengths(rng.integers(0, 3, lengths.sum()).astype(np.float32), lengths)
+    features = rng.normal(size=(16, 4, 3)).astype(np.float32)
+    model = _tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.PairwiseLogisticLoss(ragged=True))
+    model.fit(tf.data.Dataset.from_tensor_slices((features, labels)).batch(8), epochs=1, verbose=0)
+    ragged_loss = model.evaluate(tf.data.Dataset.from_tensor_slices((features, labels)).batch(16), verbose=0)
+    scores = model.predict(features, verbose=0)
+    padded_loss = losses.PairwiseLogisticLoss()(labels.to_tensor(-1.0, shape=[16, 4]), scores)
+    assert ragged_loss == pytest.approx(float(padded_loss), rel=1e-5)
