@@ -1,6 +1,7 @@
-"""Tensor helpers shared by losses and metrics: masks, ragged<->padded, sorting, gains and discounts.
+"""Tensor helpers shared by losses and metrics: the input rule, masks, ragged<->padded, sorting, gains, discounts.
 
 No Keras here. Conventions, shared by every module of tfrank:
+- losses and metrics read their inputs through ``prepare_lists``, one rule for padding, ragged lists and weights;
 - a list item is *valid* when its label is >= 0; padded items carry ``PADDING_LABEL``;
 - in id inputs (``movie_id``) padded items carry ``PADDING_ID``;
 - models give padded items ``PADDING_SCORE``, below any real score.
