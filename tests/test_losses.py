@@ -344,8 +344,9 @@ def _losses_with_lambda_weights():
 
 
 @pytest.mark.parametrize("name, lambda_weight", _losses_with_lambda_weights(),
-                         ids=lambda value: type(value).__name__ if value is not None else None)
-@pytest.mark.parametrize("padded_score", [float("nan"), float("inf"), -float("inf"), ops.PADDING_SCORE])
+                         ids=[f"{name}-{type(weight).__name__}" for name, weight in _losses_with_lambda_weights()])
+@pytest.mark.parametrize("padded_score", [float("nan"), float("inf"), -float("inf"), ops.PADDING_SCORE],
+                         ids=["nan", "inf", "-inf", "padding_score"])
 def test_padded_scores_never_reach_the_loss(name, lambda_weight, padded_score):
     labels = [[2.0, -1.0, 0.0, 1.0], [1.0, 0.0, -1.0, -1.0]]
     scores = [[0.4, 0.0, -0.3, 1.1], [0.2, 0.7, 0.0, 0.0]]
