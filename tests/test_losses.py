@@ -269,9 +269,95 @@ def test_weight_shape_mismatch_names_both_shapes():
         losses.PairwiseHingeLoss()(tf.zeros([2, 3]), tf.zeros([2, 3]), tf.ones([2, 2]))
 
 
-def test_ragged_and_dense_mixed_is_rejected():
-    with pytest.raises(ValueError, match="RaggedTensor"):
-        losses.SoftmaxLoss(ragged=True)(tf.ragged.constant([[1.0, 0.0]]), tf.zeros([1, 2]))
+def test_dense_labels_with_ragged_scores_are_rejected():
+    with pytest.raises(ValueError, match=r"labels \(1, 2\) are dense but scores .* is a tf.RaggedTensor"):
+        losses.SoftmaxLoss(ragged=True)(tf.zeros([1, 2]), tf.ragged.constant([[1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("name", ["softmax", "pairwise_logistic", "sigmoid_cross_entropy"])
+def test_ragged_labels_with_padded_scores_equal_ragged_scores(name):
+    labels = tf.ragged.constant([[1.0, 0.0, 2.0], [0.0, 1.0]])
+    scores = tf.ragged.constant([[0.3, -0.2, 0.9], [0.5, 0.1]])
+    padded = scores.to_tensor(123.0)  # what a Keras model returns; the padded slot is not a list item
+    loss = losses.get(name, ragged=True)
+    assert float(loss(labels, padded)) == pytest.approx(float(loss(labels, scores)), rel=1e-6)
+
+
+@pytest.mark.parametrize("input_name", ["labels", "scores", "sample_weight"])
+def test_ragged_input_needs_ragged_true(input_name):
+    inputs = {"labels": tf.constant([[1.0, 0.0]]), "scores": tf.constant([[0.2, 0.1]]),
+              "sample_weight": tf.constant([[1.0, 2.0]])}
+    inputs[input_name] = tf.RaggedTensor.from_tensor(inputs[input_name])
+    with pytest.raises(ValueError, match=f"PairwiseHingeLoss: {input_name} .*ragged=True"):
+        losses.PairwiseHingeLoss()(inputs["labels"], inputs["scores"], inputs["sample_weight"])
+
+
+RAGGED_SPEC = tf.RaggedTensorSpec([None, None], tf.float32, ragged_rank=1)
+
+
+@pytest.mark.parametrize("name", ["softmax", "pairwise_hinge", "mean_squared"])
+def test_ragged_lists_of_different_lengths_are_rejected_inside_tf_function(name):
+    loss = losses.get(name, ragged=True)
+
+    @tf.function(input_signature=[RAGGED_SPEC, RAGGED_SPEC])
+    def value(labels, scores):
+        return loss(labels, scores)
+
+    # Both pad to [2, 2]: without the check the scores would silently belong to other items.
+    labels = tf.ragged.constant([[1.0, 0.0], [1.0]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ragged labels and scores differ in list lengths"):
+        value(labels, tf.ragged.constant([[1.0], [0.0, 1.0]]))
+    assert np.isfinite(float(value(labels, tf.ragged.constant([[1.0, 0.5], [0.0]]))))
+
+
+def test_ragged_weights_of_different_lengths_are_rejected_inside_tf_function():
+    loss = losses.SoftmaxLoss(ragged=True)
+
+    @tf.function(input_signature=[RAGGED_SPEC, RAGGED_SPEC, RAGGED_SPEC])
+    def value(labels, scores, weights):
+        return loss(labels, scores, weights)
+
+    labels = tf.ragged.constant([[1.0, 0.0], [1.0]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ragged labels and sample_weight differ"):
+        value(labels, labels, tf.ragged.constant([[1.0], [2.0, 1.0]]))
+
+
+def test_padded_scores_narrower_than_a_ragged_list_are_rejected():
+    with pytest.raises(ValueError, match=r"list lengths \[3, 1\] and scores list lengths \[2, 1\]"):
+        losses.SoftmaxLoss(ragged=True)(tf.ragged.constant([[1.0, 0.0, 2.0], [1.0]]), tf.zeros([2, 2]))
+
+
+# --- padded slots never reach a loss -------------------------------------------------------------------------------
+
+
+def _losses_with_lambda_weights():
+    """Every registered loss, and each loss that uses lambda weights with each kind it uses."""
+    pair_weights = [losses.NDCGLambdaWeight(topn=2), losses.DCGLambdaWeight(smooth_fraction=0.5),
+                    losses.NDCGLambdaWeightV2(topn=2), losses.LabelDiffLambdaWeight(),
+                    losses.PrecisionLambdaWeight(topn=2)]
+    cases = [(name, None) for name in losses.names()]
+    for name in ["pairwise_hinge", "pairwise_logistic", "pairwise_soft_zero_one", "pairwise_mse"]:
+        cases += [(name, weight) for weight in pair_weights]
+    cases += [("softmax", losses.NDCGLambdaWeight()), ("softmax", losses.DCGLambdaWeight(topn=2)),
+              ("list_mle", losses.ListMLELambdaWeight())]
+    return cases
+
+
+@pytest.mark.parametrize("name, lambda_weight", _losses_with_lambda_weights(),
+                         ids=[f"{name}-{type(weight).__name__}" for name, weight in _losses_with_lambda_weights()])
+@pytest.mark.parametrize("padded_score", [float("nan"), float("inf"), -float("inf"), ops.PADDING_SCORE],
+                         ids=["nan", "inf", "-inf", "padding_score"])
+def test_padded_scores_never_reach_the_loss(name, lambda_weight, padded_score):
+    labels = [[2.0, -1.0, 0.0, 1.0], [1.0, 0.0, -1.0, -1.0]]
+    scores = [[0.4, 0.0, -0.3, 1.1], [0.2, 0.7, 0.0, 0.0]]
+    polluted = [[0.4, padded_score, -0.3, 1.1], [0.2, 0.7, padded_score, padded_score]]
+    kwargs = {} if lambda_weight is None else {"lambda_weight": lambda_weight}
+    expected_value, expected_grad = _value_and_grad(losses.get(name, **kwargs), labels, scores)
+    value, grad = _value_and_grad(losses.get(name, **kwargs), labels, polluted)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(expected_value, rel=1e-6, abs=1e-7)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(grad[[0, 1, 1], [1, 2, 3]], 0.0)
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0])
@@ -455,3 +541,167 @@ def test_empty_ragged_lists_add_nothing(cls):
     assert float(cls(ragged=True)(labels, scores)) == 0.0
     with_empty = cls(ragged=True)(tf.ragged.constant([[], [1.0, 0.0]]), tf.ragged.constant([[], [0.3, 0.1]]))
     assert np.isfinite(with_empty.numpy())
+
+
+# --- numerical stability -------------------------------------------------------------------------------------------
+
+
+def _list_mle_reference(labels, scores):
+    """ListMLE of one batch in float64 numpy, loss and gradient, from its formula: items sorted by label
+    (descending, ties in input order), padded items (label < 0) last with score log(1e-10), as TF Ranking does."""
+    labels, scores = np.asarray(labels, np.float64), np.asarray(scores, np.float64)
+    total, grad = 0.0, np.zeros_like(scores)
+    for row, (y, s) in enumerate(zip(labels, scores)):
+        valid = y >= 0
+        if not valid.any():
+            continue
+        s = np.where(valid, s, math.log(1e-10))
+        order = sorted(range(len(y)), key=lambda i: (not valid[i], -y[i], i))
+        for k in range(len(order)):
+            tail = np.array(order[k:])
+            top = s[tail].max()
+            probabilities = np.exp(s[tail] - top) / np.exp(s[tail] - top).sum()
+            total += top + math.log(np.exp(s[tail] - top).sum()) - s[order[k]]
+            grad[row, tail] += probabilities
+            grad[row, order[k]] -= 1.0
+        grad[row] = np.where(valid, grad[row], 0.0)
+    return total / len(labels), grad / len(labels)
+
+
+@pytest.mark.parametrize(
+    "labels, scores",
+    [([[2.0, 1.0, 0.0]], [[50.0, 0.0, -50.0]]),
+     ([[2.0, 1.0, -1.0]], [[70.0, 0.0, -1e9]]),
+     ([[2.0, 1.0, 0.0]], [[0.0, -1e9, 5.0]]),
+     ([[0.0, 3.0, 1.0, 2.0]], [[-80.0, 80.0, 0.0, 40.0]]),
+     ([[1.0, 0.0, -1.0, 2.0]], [[-200.0, 150.0, 3.0, -60.0]])],
+)
+def test_list_mle_is_finite_and_exact_far_from_zero(labels, scores):
+    value, grad = _value_and_grad(losses.ListMLELoss(), labels, scores)
+    expected_value, expected_grad = _list_mle_reference(labels, scores)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(expected_value, rel=1e-5, abs=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_list_mle_matches_the_reference_on_ordinary_scores():
+    rng = np.random.default_rng(12)
+    labels = rng.integers(-1, 4, (5, 6)).astype(np.float32)
+    scores = rng.normal(scale=3.0, size=(5, 6)).astype(np.float32)
+    value, grad = _value_and_grad(losses.ListMLELoss(), labels, scores)
+    expected_value, expected_grad = _list_mle_reference(labels, scores)
+    assert value == pytest.approx(expected_value, rel=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_list_mle_with_lambda_weight_is_finite_far_from_zero():
+    loss = losses.ListMLELoss(lambda_weight=losses.ListMLELambdaWeight())
+    value, grad = _value_and_grad(loss, [[2.0, 1.0, 0.0]], [[50.0, 0.0, -50.0]])
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert value == pytest.approx(0.0, abs=1e-6)  # every term is log(1 + e^-50) or 0
+
+
+def test_list_mle_is_finite_far_from_zero_inside_tf_function():
+    labels = tf.constant([[2.0, 1.0, -1.0]])
+    scores = tf.constant([[70.0, 0.0, -1e9]])
+    loss = losses.ListMLELoss()
+
+    @tf.function
+    def value_and_grad():
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            value = loss(labels, scores)
+        return value, tape.gradient(value, scores)
+
+    value, grad = value_and_grad()
+    expected_value, expected_grad = _list_mle_reference(labels.numpy(), scores.numpy())
+    assert float(value) == pytest.approx(expected_value, abs=1e-5)
+    np.testing.assert_allclose(grad.numpy(), expected_grad, atol=1e-5)
+
+
+# --- empty batches -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_empty_batch_gives_zero_loss_and_an_empty_gradient(name):
+    labels = tf.zeros([0, 4])
+    value, grad = _value_and_grad(losses.get(name), labels, tf.zeros([0, 4]))
+    assert value == 0.0
+    assert grad.shape == (0, 4)
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_empty_batch_gives_zero_loss_inside_tf_function(name):
+    loss = losses.get(name)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])])
+    def value(labels, scores):
+        return loss(labels, scores)
+
+    assert float(value(tf.zeros([0, 4]), tf.zeros([0, 4]))) == 0.0
+
+
+# --- one definition of each argument rule --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topn", [0, -2, 1.5, True, "3"])
+def test_lambda_weights_and_metrics_reject_the_same_topn_values(topn):
+    from tfrank import metrics
+
+    with pytest.raises(ValueError, match=f"topn={topn!r}: NDCGLambdaWeight needs topn"):
+        losses.NDCGLambdaWeight(topn=topn)
+    with pytest.raises(ValueError, match=f"topn={topn!r}: NDCGMetric needs topn"):
+        metrics.NDCGMetric(topn=topn)
+
+
+def test_lambda_weights_and_metrics_accept_numpy_integer_topn():
+    from tfrank import metrics
+
+    assert losses.NDCGLambdaWeight(topn=np.int64(3)).topn == 3
+    assert metrics.NDCGMetric(topn=np.int64(3)).topn == 3
+    assert type(losses.NDCGLambdaWeight(topn=np.int64(3)).topn) is int
+
+
+def test_gain_and_discount_functions_serialise_under_their_registered_tfrank_names():
+    config = losses.NDCGLambdaWeight().get_config()
+    assert config["gain_fn"]["config"] == "tfrank>pow_minus_1"
+    assert config["rank_discount_fn"]["config"] == "tfrank>log2_inverse"
+    assert keras.saving.deserialize_keras_object(config["gain_fn"]) is ops.pow_minus_1
+
+
+# --- abstract bases ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", [losses.RankingLoss, losses.PairwiseLoss, losses.PointwiseLoss, losses.ListwiseLoss,
+                                  losses.LambdaWeight], ids=lambda base: base.__name__)
+def test_abstract_bases_fail_at_construction(base):
+    with pytest.raises(TypeError, match=f"abstract.*{base.__name__}|{base.__name__}.*abstract"):
+        base()
+
+
+def test_a_subclass_missing_its_method_fails_at_construction():
+    class Incomplete(losses.PairwiseLoss):
+        pass
+
+    with pytest.raises(TypeError, match="pairwise_loss"):
+        Incomplete()
+
+
+def test_list_mle_lambda_weight_has_no_pair_weights():
+    with pytest.raises(ValueError, match="ListMLELambdaWeight.*no pair weights; use it with ListMLELoss"):
+        losses.ListMLELambdaWeight().pair_weights(tf.zeros([1, 2]), tf.ones([1, 2]))
+
+
+def test_fit_with_ragged_labels_and_a_functional_model_padded_output():
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 5, 16)
+    lengths[0] = 4  # the batch pads to the model's list size, so both losses divide by 16 * 4
+    labels = tf.RaggedTensor.from_row_lengths(rng.integers(0, 3, lengths.sum()).astype(np.float32), lengths)
+    features = rng.normal(size=(16, 4, 3)).astype(np.float32)
+    model = _tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.PairwiseLogisticLoss(ragged=True))
+    model.fit(tf.data.Dataset.from_tensor_slices((features, labels)).batch(8), epochs=1, verbose=0)
+    ragged_loss = model.evaluate(tf.data.Dataset.from_tensor_slices((features, labels)).batch(16), verbose=0)
+    scores = model.predict(features, verbose=0)
+    padded_loss = losses.PairwiseLogisticLoss()(labels.to_tensor(-1.0, shape=[16, 4]), scores)
+    assert ragged_loss == pytest.approx(float(padded_loss), rel=1e-5)

@@ -121,14 +121,38 @@ def test_single_item_lists():
 # --- TF Ranking fixtures -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", FIXTURES, ids=[case["id"] for case in FIXTURES])
-def test_matches_tf_ranking(case):
+def _fixture_result(case, drop_all_padding_lists=False):
     kwargs = {key: FIXTURE_FUNCTIONS.get(value, value) for key, value in case["kwargs"].items()}
     metric = getattr(metrics, case["metric"])(**kwargs)
     for update in case["updates"]:
+        if drop_all_padding_lists:
+            keep = [i for i, row in enumerate(update["labels"]) if max(row) >= 0]
+            update = dict(update, **{key: [update[key][i] for i in keep] for key in ("labels", "scores", "weights")
+                                     if update.get(key) is not None})
         labels, scores, weights = _fixture_tensors(update)
         metric.update_state(labels, scores, sample_weight=weights)
-    assert float(metric.result()) == pytest.approx(case["expected"], abs=1e-5, rel=1e-5)
+    return float(metric.result())
+
+
+def _counts_all_padding_lists(case):
+    """TF Ranking counts a list without valid items as a 0 (with weight) where it sits beside real lists; tfrank
+    ignores it, as it does when the list is alone. ARP and OPA give such lists weight 0 in TF Ranking too."""
+    return "all_padding_list" in case["id"] and case["metric"] not in ("ARPMetric", "OPAMetric")
+
+
+@pytest.mark.parametrize("case", [c for c in FIXTURES if not _counts_all_padding_lists(c)], ids=lambda c: c["id"])
+def test_matches_tf_ranking(case):
+    assert _fixture_result(case) == pytest.approx(case["expected"], abs=1e-5, rel=1e-5)
+
+
+@pytest.mark.parametrize("case", [c for c in FIXTURES if _counts_all_padding_lists(c)], ids=lambda c: c["id"])
+def test_all_padding_lists_are_ignored_where_tf_ranking_counts_them_as_zeros(case):
+    value = _fixture_result(case)
+    assert value == pytest.approx(_fixture_result(case, drop_all_padding_lists=True), rel=1e-6)
+    assert value > case["expected"] + 1e-3
+    if "weights" not in case["updates"][0]:  # TF Ranking's mean has one more list, of value 0 and weight 1
+        lists = len(case["updates"][0]["labels"])
+        assert value == pytest.approx(case["expected"] * lists / (lists - 1), rel=1e-5)
 
 
 def test_fixtures_cover_every_metric_and_edge_case():
@@ -390,3 +414,105 @@ def test_keras_file_round_trip_keeps_metrics(tmp_path):
     after = loaded.evaluate(features, labels, verbose=0, return_dict=True)
     assert after["ndcg@3"] == pytest.approx(before["ndcg@3"], rel=1e-6)
     assert after["dcg"] == pytest.approx(before["dcg"], rel=1e-6)
+
+
+# --- lists without valid items -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric_class", ALL_METRICS, ids=lambda c: c.__name__)
+def test_all_padding_list_beside_a_real_list_is_ignored_as_when_alone(metric_class):
+    labels, scores = [[1.0, 0.0, 2.0, -1.0]], [[0.5, 0.9, 0.1, 0.0]]
+    alone = _result(metric_class(), labels, scores)
+    beside = _result(metric_class(), labels + [[-1.0] * 4], scores + [[0.3, 0.2, 0.1, 0.0]])
+    assert beside == pytest.approx(alone, rel=1e-6)
+    weighted = _result(metric_class(), labels + [[-1.0] * 4], scores + [[0.3, 0.2, 0.1, 0.0]], [[2.0], [5.0]])
+    assert weighted == pytest.approx(alone, rel=1e-6)
+    assert _result(metric_class(), [[-1.0] * 4], [[0.3, 0.2, 0.1, 0.0]]) == 0.0
+
+
+def test_ndcg_of_a_list_is_not_halved_by_an_all_padding_neighbour():
+    labels, scores = [[1.0, 0.0, 2.0]], [[0.5, 0.9, 0.1]]
+    alone = _result(metrics.NDCGMetric(), labels, scores)
+    assert alone == pytest.approx((1.0 / math.log2(3.0) + 3.0 / 2.0) / (3.0 + 1.0 / math.log2(3.0)), rel=1e-6)
+    assert _result(metrics.NDCGMetric(), labels + [[-1.0, -1.0, -1.0]], scores + [[0.0, 0.0, 0.0]]) == (
+        pytest.approx(alone, rel=1e-6)
+    )
+
+
+def test_a_list_whose_items_all_weigh_zero_is_ignored():
+    labels, scores = [[1.0, 0.0, 2.0], [2.0, 0.0, 1.0]], [[0.5, 0.9, 0.1], [0.1, 0.2, 0.3]]
+    alone = _result(metrics.NDCGMetric(), labels[:1], scores[:1])
+    assert _result(metrics.NDCGMetric(), labels, scores, [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]) == pytest.approx(alone)
+
+
+# --- non-finite scores -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric_class", ALL_METRICS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("bad_score", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_score_on_a_valid_item_makes_the_result_nan(metric_class, bad_score):
+    labels = [[1.0, 0.0, 2.0], [0.0, 0.0, 0.0]]
+    scores = [[0.5, bad_score, 0.1], [0.3, 0.2, 0.1]]
+    metric = metric_class()
+    assert math.isnan(_result(metric, labels, scores))
+    assert math.isnan(_result(metric, [[1.0, 0.0]], [[0.2, 0.1]]))  # NaN stays until reset_state
+    metric.reset_state()
+    assert not math.isnan(_result(metric, [[1.0, 0.0]], [[0.2, 0.1]]))
+
+
+@pytest.mark.parametrize("metric_class", ALL_METRICS, ids=lambda c: c.__name__)
+def test_non_finite_score_makes_the_result_nan_inside_tf_function(metric_class):
+    metric = metric_class()
+
+    @tf.function
+    def update(labels, scores):
+        metric.update_state(labels, scores)
+
+    update(tf.constant([[1.0, 0.0, 2.0]]), tf.constant([[0.5, 0.9, 0.1]]))
+    assert not math.isnan(float(metric.result()))
+    update(tf.constant([[1.0, 0.0, 2.0]]), tf.constant([[0.5, float("nan"), float("inf")]]))
+    assert math.isnan(float(metric.result()))
+
+
+@pytest.mark.parametrize("metric_class", ALL_METRICS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("bad_score", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_score_on_a_padded_item_changes_nothing(metric_class, bad_score):
+    labels = [[1.0, -1.0, 0.0, 2.0], [0.0, 1.0, -1.0, -1.0]]
+    scores = [[0.5, 0.0, 0.9, 0.1], [0.3, 0.2, 0.0, 0.0]]
+    polluted = [[0.5, bad_score, 0.9, 0.1], [0.3, 0.2, bad_score, bad_score]]
+    assert _result(metric_class(), labels, polluted) == pytest.approx(_result(metric_class(), labels, scores))
+
+
+# --- one input rule with the losses ------------------------------------------------------------------------------
+
+RAGGED_SPEC = tf.RaggedTensorSpec([None, None], tf.float32, ragged_rank=1)
+
+
+@pytest.mark.parametrize("metric_class", [metrics.NDCGMetric, metrics.MRRMetric], ids=lambda c: c.__name__)
+def test_ragged_lists_of_different_lengths_are_rejected_inside_tf_function(metric_class):
+    metric = metric_class(ragged=True)
+
+    @tf.function(input_signature=[RAGGED_SPEC, RAGGED_SPEC])
+    def update(labels, scores):
+        metric.update_state(labels, scores)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ragged labels and scores differ in list lengths"):
+        update(tf.ragged.constant([[1.0, 0.0], [1.0]]), tf.ragged.constant([[1.0], [0.0, 1.0]]))
+
+
+def test_ragged_and_padded_labels_follow_the_same_rule_as_the_losses():
+    labels = tf.ragged.constant([[1.0, -1.0, 2.0], [0.0, 1.0]])  # a label -1 inside a ragged list is padding too
+    scores = tf.ragged.constant([[0.1, 9.0, 0.3], [0.5, 0.2]])
+    padded = _result(metrics.NDCGMetric(), labels.to_tensor(-1.0), scores.to_tensor(0.0))
+    assert _result(metrics.NDCGMetric(ragged=True), labels, scores) == pytest.approx(padded)
+
+
+def test_the_metric_base_is_abstract():
+    with pytest.raises(TypeError, match="per_list"):
+        metrics.RankingMetric()
+
+    class NoPerList(metrics.RankingMetric):
+        pass
+
+    with pytest.raises(TypeError, match="per_list"):
+        NoPerList()

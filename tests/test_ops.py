@@ -75,9 +75,73 @@ def test_preferred_pairs_respect_a_mask_beyond_the_labels():
 
 
 def test_gains_and_discounts():
-    assert ops.default_gain(tf.constant([0.0, 1.0, 3.0])).numpy().tolist() == [0.0, 1.0, 7.0]
-    np.testing.assert_allclose(ops.log2_discount(tf.constant([1.0, 3.0])).numpy(), [1.0, 0.5])
-    np.testing.assert_allclose(ops.ln_discount(tf.constant([1.0])).numpy(), [1.0 / math.log(2.0)])
+    assert ops.pow_minus_1(tf.constant([0.0, 1.0, 3.0])).numpy().tolist() == [0.0, 1.0, 7.0]
+    assert ops.identity(tf.constant([0.0, 3.0])).numpy().tolist() == [0.0, 3.0]
+    np.testing.assert_allclose(ops.log2_inverse(tf.constant([0.0, 1.0, 3.0])).numpy(), [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(ops.ln_inverse(tf.constant([0.0, 1.0])).numpy(), [0.0, 1.0 / math.log(2.0)])
+    np.testing.assert_allclose(ops.inverse(tf.constant([0.0, 4.0])).numpy(), [0.0, 0.25])
+    assert ops.is_greater_equal_1(tf.constant([0.0, 1.0, 2.5])).numpy().tolist() == [False, True, True]
+
+
+def test_lambda_weights_and_metrics_use_the_ops_gains_and_discounts():
+    from tfrank.losses import lambda_weights
+    from tfrank.metrics import NDCGMetric
+
+    assert lambda_weights.pow_minus_1 is ops.pow_minus_1 and lambda_weights.log2_inverse is ops.log2_inverse
+    metric = NDCGMetric()
+    assert metric.gain_fn is ops.pow_minus_1 and metric.rank_discount_fn is ops.log2_inverse
+
+
+# --- prepare_lists: the one input rule of losses and metrics ---------------------------------------------------------
+
+
+def test_prepare_lists_masks_padding_and_sanitises_its_scores():
+    labels, scores, weights, mask = ops.prepare_lists(
+        [[1.0, -1.0, 0.0], [2.0, float("nan"), -1.0]], [[0.5, float("nan"), 0.1], [0.2, 0.3, -float("inf")]]
+    )
+    assert mask.numpy().tolist() == [[True, False, True], [True, False, False]]
+    assert labels.numpy().tolist() == [[1.0, ops.PADDING_LABEL, 0.0], [2.0, ops.PADDING_LABEL, ops.PADDING_LABEL]]
+    assert scores.numpy().tolist() == [[0.5, 0.0, pytest.approx(0.1)], [pytest.approx(0.2), 0.0, 0.0]]
+    assert weights is None
+
+
+@pytest.mark.parametrize("weights, shape", [(2.0, ()), ([1.0, 2.0], (2, 1)), ([[1.0], [2.0]], (2, 1)),
+                                            ([[1.0, 2.0], [3.0, 4.0]], (2, 2))])
+def test_prepare_lists_reads_scalar_per_list_and_per_item_weights(weights, shape):
+    _, _, out, _ = ops.prepare_lists([[1.0, 0.0], [0.0, 1.0]], [[0.1, 0.2], [0.3, 0.4]], weights)
+    assert tuple(out.shape) == shape
+
+
+def test_prepare_lists_pads_ragged_lists_and_padded_scores_alike():
+    labels = tf.ragged.constant([[1.0, 0.0], [2.0]])
+    from_ragged = ops.prepare_lists(labels, tf.ragged.constant([[0.5, 0.1], [0.3]]), ragged=True)
+    from_padded = ops.prepare_lists(labels, tf.constant([[0.5, 0.1], [0.3, float("nan")]]), ragged=True)
+    for first, second in zip(from_ragged, from_padded):
+        if first is not None:
+            np.testing.assert_array_equal(first.numpy(), second.numpy())
+    assert from_ragged[3].numpy().tolist() == [[True, True], [True, False]]
+
+
+def test_prepare_lists_rejects_ragged_input_without_ragged_true():
+    with pytest.raises(ValueError, match=r"MyLoss: labels .* \(ragged\) is a tf.RaggedTensor; .*ragged=True"):
+        ops.prepare_lists(tf.ragged.constant([[1.0], [0.0, 1.0]]), tf.ragged.constant([[1.0], [0.0, 1.0]]),
+                          owner="MyLoss")
+
+
+def test_prepare_lists_checks_list_lengths_in_graph_mode():
+    spec = tf.RaggedTensorSpec([None, None], tf.float32, ragged_rank=1)
+
+    @tf.function(input_signature=[spec, spec])
+    def masked_scores(labels, scores):
+        return ops.prepare_lists(labels, scores, ragged=True)[1]
+
+    labels = tf.ragged.constant([[1.0, 0.0], [1.0]])
+    assert masked_scores(labels, tf.ragged.constant([[0.5, 0.1], [0.3]])).numpy().tolist() == [
+        [0.5, pytest.approx(0.1)], [pytest.approx(0.3), 0.0]]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels list lengths:.*\[2 1\].*scores list lengths:"):
+        masked_scores(labels, tf.ragged.constant([[0.5], [0.1, 0.3]]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ragged labels and scores differ in list lengths"):
+        masked_scores(labels, tf.ragged.constant([[0.5], [0.1], [0.3]]))
 
 
 @pytest.mark.parametrize("topn, expected", [(None, 1.0 / (3.0 / math.log(2.0) + 1.0 / math.log(3.0))),

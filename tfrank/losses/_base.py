@@ -13,19 +13,22 @@ depends on the family, as in TF Ranking:
 - listwise: a list is weighted by the label-weighted mean of its item weights, sum_i w_i y_i / sum_i y_i
   (so a list whose labels are all 0 gets weight 0).
 
-Ragged lists: build the loss with ``ragged=True`` and pass ``tf.RaggedTensor`` labels and scores [batch,
-(list_size)], and optionally ragged per-item weights; they are padded here once (labels with -1). Keras 3's
-``model.fit`` hands ragged ``y``, ``sample_weight`` and model outputs to the loss unchanged (TF backend, data from a
-``tf.data.Dataset``): the model must return a ``tf.RaggedTensor`` itself, e.g. a subclassed model that scores
-``features.flat_values``; a Functional model cannot output one.
+Inputs follow ``tfrank.ops.prepare_lists``, the rule the metrics share: padded lists (label < 0 marks padding)
+or, with ``ragged=True``, ``tf.RaggedTensor`` labels [batch, (list_size)] with ragged scores, or padded scores whose
+row i starts with list i's scores, and optionally ragged per-item weights. ``ragged=False`` rejects ragged inputs;
+list lengths that disagree are an error in eager and graph mode alike. Whatever a padded slot's score is (NaN and
+inf included) it never reaches a loss. Keras 3's ``model.fit`` hands ragged ``y``, ``sample_weight`` and model
+outputs to the loss unchanged (TF backend, data from a ``tf.data.Dataset``).
 """
 
+import abc
 from typing import Any, Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_positive
 from tfrank.losses import lambda_weights as lambda_weights_lib
 
 _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none")
@@ -39,80 +42,6 @@ def _standardize_reduction(reduction: Optional[str]) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction={reduction!r}: must be one of {list(_REDUCTIONS)}, 'auto' or None")
     return reduction
-
-
-def _check_temperature(temperature: float, owner: str) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature={temperature!r}: {owner} needs a temperature > 0")
-    return float(temperature)
-
-
-def _shape_str(tensor) -> str:
-    if isinstance(tensor, tf.RaggedTensor):
-        return f"{tensor.shape} (ragged)"
-    return str(tensor.shape)
-
-
-def _check_same_row_lengths(first: tf.RaggedTensor, second: tf.RaggedTensor, first_name: str, second_name: str):
-    """Eagerly compares the list lengths of two ragged batches (inside tf.function the shapes cannot be read)."""
-    if not tf.executing_eagerly():
-        return
-    first_lengths = first.row_lengths().numpy().tolist()
-    second_lengths = second.row_lengths().numpy().tolist()
-    if first_lengths != second_lengths:
-        raise ValueError(
-            f"{first_name} {_shape_str(first)} with list lengths {first_lengths} and {second_name} "
-            f"{_shape_str(second)} with list lengths {second_lengths}: need the same lists"
-        )
-
-
-def _to_dense_inputs(y_true, y_pred, sample_weight):
-    """(labels, scores, sample_weight, mask) as dense float32 tensors; mask is None for dense inputs."""
-    if isinstance(y_true, tf.RaggedTensor) != isinstance(y_pred, tf.RaggedTensor):
-        raise ValueError(
-            f"labels {_shape_str(y_true)} and scores {_shape_str(y_pred)}: both must be tf.RaggedTensor or neither"
-        )
-    if isinstance(y_true, tf.RaggedTensor):
-        if y_true.shape.rank != 2 or y_pred.shape.rank != 2:
-            raise ValueError(
-                f"labels {_shape_str(y_true)} and scores {_shape_str(y_pred)}: need rank 2, [batch, (list_size)]"
-            )
-        _check_same_row_lengths(y_true, y_pred, "labels", "scores")
-        y_true = tf.cast(y_true, tf.float32)
-        y_pred = tf.cast(y_pred, tf.float32)
-        if isinstance(sample_weight, tf.RaggedTensor):
-            _check_same_row_lengths(sample_weight, y_true, "sample_weight", "labels")
-            sample_weight = tf.cast(sample_weight, tf.float32)
-        labels, scores, sample_weight, structure = ops.ragged_to_dense(y_true, y_pred, sample_weight)
-        return labels, scores, sample_weight, structure
-    labels = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
-    scores = tf.cast(tf.convert_to_tensor(y_pred), tf.float32)
-    if labels.shape.rank != 2 or not labels.shape.is_compatible_with(scores.shape):
-        raise ValueError(
-            f"labels {labels.shape} and scores {scores.shape}: need the same shape [batch, list_size]"
-        )
-    return labels, scores, sample_weight, None
-
-
-def _check_sample_weight(sample_weight, labels: tf.Tensor) -> Optional[tf.Tensor]:
-    """Dense float32 weights of shape [], [batch, 1] or [batch, list_size]; a [batch] vector becomes [batch, 1]."""
-    if sample_weight is None:
-        return None
-    sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
-    if sample_weight.shape.rank == 1:
-        sample_weight = sample_weight[:, tf.newaxis]
-    rank = sample_weight.shape.rank
-    ok = rank == 0 or (
-        rank == 2
-        and sample_weight.shape[:1].is_compatible_with(labels.shape[:1])
-        and (sample_weight.shape[1] == 1 or sample_weight.shape[1:].is_compatible_with(labels.shape[1:]))
-    )
-    if not ok:
-        raise ValueError(
-            f"sample_weight {sample_weight.shape} and labels {labels.shape}: sample_weight must be a scalar, "
-            "per list [batch, 1] or per item [batch, list_size]"
-        )
-    return sample_weight
 
 
 def item_weights(sample_weight: Optional[tf.Tensor], mask: tf.Tensor) -> tf.Tensor:
@@ -132,7 +61,7 @@ def list_weights(sample_weight: Optional[tf.Tensor], labels: tf.Tensor, mask: tf
     )
 
 
-class RankingLoss(keras.losses.Loss):
+class RankingLoss(keras.losses.Loss, metaclass=abc.ABCMeta):
     """Base class of the tfrank ranking losses (a ``keras.losses.Loss``).
 
     Subclasses implement ``compute(labels, scores, mask, sample_weight) -> (values, weights)``; everything else
@@ -150,7 +79,7 @@ class RankingLoss(keras.losses.Loss):
     ):
         reduction = _standardize_reduction(reduction)
         super().__init__(name=name, reduction=reduction, **kwargs)
-        self.temperature = _check_temperature(temperature, type(self).__name__)
+        self.temperature = check_positive(temperature, "temperature", type(self).__name__)
         if lambda_weight is not None and not isinstance(lambda_weight, lambda_weights_lib.LambdaWeight):
             raise ValueError(
                 f"lambda_weight={lambda_weight!r}: must be a tfrank.losses lambda weight such as NDCGLambdaWeight()"
@@ -158,19 +87,17 @@ class RankingLoss(keras.losses.Loss):
         self.lambda_weight = lambda_weight
         self.ragged = bool(ragged)
 
+    @abc.abstractmethod
     def compute(
         self, labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor, sample_weight: Optional[tf.Tensor]
     ) -> Tuple[tf.Tensor, tf.Tensor]:
         """(values, weights), broadcastable to each other; the loss is their weighted, reduced product."""
-        raise NotImplementedError
 
     def prepare(self, y_true, y_pred, sample_weight=None):
         """Dense ``(labels, scores, mask, sample_weight)`` from dense or ragged inputs; scores not yet scaled."""
-        labels, scores, sample_weight, structure = _to_dense_inputs(y_true, y_pred, sample_weight)
-        sample_weight = _check_sample_weight(sample_weight, labels)
-        mask = ops.is_label_valid(labels)
-        if structure is not None:
-            mask = tf.logical_and(mask, structure)
+        labels, scores, sample_weight, mask = ops.prepare_lists(
+            y_true, y_pred, sample_weight, ragged=self.ragged, owner=type(self).__name__
+        )
         return labels, scores, mask, sample_weight
 
     def __call__(self, y_true, y_pred, sample_weight=None) -> tf.Tensor:

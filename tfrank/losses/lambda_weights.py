@@ -10,68 +10,28 @@ the same shape. Weights never carry gradients. The losses rank items by score wi
 (``tfrank.ops.ranks_by_scores``); TF Ranking breaks score ties at random, so only tied scores can give different
 weights.
 
-The gain, discount and positive functions below are registered with Keras so that lambda weights built from them
-serialise by name.
+The gain, discount and positive functions (``identity``, ``inverse``, ``pow_minus_1``, ``log2_inverse``,
+``is_greater_equal_1``) are registered with Keras so that lambda weights built from them serialise by name.
 """
 
+import abc
 from typing import Any, Callable, Dict, Optional
 
 import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_topn, deserialize_fn, serialize_fn
+
+# The gain, discount and positive functions that lambda weights take, under their TF Ranking names (one definition
+# each, in tfrank.ops; registered with Keras in tfrank._arguments).
+identity = ops.identity
+inverse = ops.inverse
+pow_minus_1 = ops.pow_minus_1
+log2_inverse = ops.log2_inverse
+is_greater_equal_1 = ops.is_greater_equal_1
 
 _PACKAGE = "tfrank"
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def identity(label: tf.Tensor) -> tf.Tensor:
-    """Gain = label."""
-    return label
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def inverse(rank: tf.Tensor) -> tf.Tensor:
-    """Discount 1 / rank (0 where rank is 0)."""
-    return tf.math.divide_no_nan(1.0, rank)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def pow_minus_1(label: tf.Tensor) -> tf.Tensor:
-    """Gain 2^label - 1."""
-    return tf.pow(2.0, label) - 1.0
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def log2_inverse(rank: tf.Tensor) -> tf.Tensor:
-    """Discount 1 / log2(rank + 1) (0 where rank is 0)."""
-    return tf.math.divide_no_nan(tf.math.log(2.0), tf.math.log1p(rank))
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-def is_greater_equal_1(label: tf.Tensor) -> tf.Tensor:
-    """Positive when label >= 1."""
-    return tf.greater_equal(label, 1.0)
-
-
-def _serialize_fn(fn: Callable) -> Any:
-    return keras.saving.serialize_keras_object(fn)
-
-
-def _deserialize_fn(config: Any) -> Optional[Callable]:
-    if config is None or callable(config):
-        return config
-    return keras.saving.deserialize_keras_object(config)
-
-
-def _check_topn(topn: Optional[int], owner: str, required: bool = False) -> Optional[int]:
-    if topn is None:
-        if required:
-            raise ValueError(f"topn=None: {owner} needs a cut-off, an int >= 1")
-        return None
-    if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
-        raise ValueError(f"topn={topn!r}: {owner} needs topn to be None or an int >= 1")
-    return topn
 
 
 def _clean_labels(labels: tf.Tensor):
@@ -81,12 +41,15 @@ def _clean_labels(labels: tf.Tensor):
     return tf.where(valid, labels, tf.zeros_like(labels)), valid_pairs
 
 
-class LambdaWeight:
-    """Base of the lambda weights: ``pair_weights`` for pairwise losses, ``individual_weights`` for listwise ones."""
+class LambdaWeight(abc.ABC):
+    """Base of the lambda weights: ``pair_weights`` for pairwise losses, ``individual_weights`` for listwise ones.
 
+    A subclass implements ``pair_weights`` (as in TF Ranking); ``individual_weights`` defaults to the labels.
+    """
+
+    @abc.abstractmethod
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         """Weights [batch, list_size, list_size] for pairs (i, j) given labels and 1-based ranks."""
-        raise NotImplementedError(f"{type(self).__name__} has no pair weights; use it with a listwise loss")
 
     def individual_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         """Weights [batch, list_size] for single items; by default the labels themselves."""
@@ -124,7 +87,7 @@ class _DCGLambdaWeightBase(LambdaWeight):
     """Shared part of the DCG lambda weights: |gain_i - gain_j| * rank discount of the pair * list_size."""
 
     def __init__(self, topn, gain_fn, rank_discount_fn, normalized):
-        self.topn = _check_topn(topn, type(self).__name__)
+        self.topn = check_topn(topn, type(self).__name__)
         self.gain_fn = gain_fn
         self.rank_discount_fn = rank_discount_fn
         self.normalized = bool(normalized)
@@ -135,8 +98,9 @@ class _DCGLambdaWeightBase(LambdaWeight):
             gain *= ops.inverse_max_dcg(clean_labels, self.gain_fn, self.rank_discount_fn, topn=self.topn)
         return gain
 
+    @abc.abstractmethod
     def _pair_rank_discount(self, ranks: tf.Tensor, topn) -> tf.Tensor:
-        raise NotImplementedError
+        """The rank part of the pair weights, [batch, list_size, list_size]."""
 
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         clean_labels, valid_pairs = _clean_labels(labels)
@@ -153,15 +117,15 @@ class _DCGLambdaWeightBase(LambdaWeight):
     def get_config(self) -> Dict[str, Any]:
         return {
             "topn": self.topn,
-            "gain_fn": _serialize_fn(self.gain_fn),
-            "rank_discount_fn": _serialize_fn(self.rank_discount_fn),
+            "gain_fn": serialize_fn(self.gain_fn),
+            "rank_discount_fn": serialize_fn(self.rank_discount_fn),
         }
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "LambdaWeight":
         config = dict(config)
         for key in ("gain_fn", "rank_discount_fn"):
-            config[key] = _deserialize_fn(config.get(key))
+            config[key] = deserialize_fn(config.get(key))
         return cls(**config)
 
 
@@ -292,7 +256,7 @@ class PrecisionLambdaWeight(LambdaWeight):
     """
 
     def __init__(self, topn: Optional[int] = None, positive_fn: Optional[Callable] = None, **kwargs):
-        self.topn = _check_topn(topn, "PrecisionLambdaWeight", required=True)
+        self.topn = check_topn(topn, "PrecisionLambdaWeight", required=True)
         self.positive_fn = positive_fn or is_greater_equal_1
 
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
@@ -304,12 +268,12 @@ class PrecisionLambdaWeight(LambdaWeight):
         return label_diff * tf.cast(swaps_topn, tf.float32)
 
     def get_config(self) -> Dict[str, Any]:
-        return {"topn": self.topn, "positive_fn": _serialize_fn(self.positive_fn)}
+        return {"topn": self.topn, "positive_fn": serialize_fn(self.positive_fn)}
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "LambdaWeight":
         config = dict(config)
-        config["positive_fn"] = _deserialize_fn(config.get("positive_fn"))
+        config["positive_fn"] = deserialize_fn(config.get("positive_fn"))
         return cls(**config)
 
 
@@ -328,12 +292,16 @@ class ListMLELambdaWeight(LambdaWeight):
     def __init__(self, rank_discount_fn: Optional[Callable] = None, **kwargs):
         self.rank_discount_fn = rank_discount_fn or log2_inverse
 
+    def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
+        """Not defined: position weights have no pairs (pairwise losses refuse this lambda weight up front)."""
+        raise ValueError(f"{self!r} has no pair weights; use it with ListMLELoss")
+
     def individual_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
         return tf.ones_like(labels) * self.rank_discount_fn(tf.cast(ranks, tf.float32))
 
     def get_config(self) -> Dict[str, Any]:
-        return {"rank_discount_fn": _serialize_fn(self.rank_discount_fn)}
+        return {"rank_discount_fn": serialize_fn(self.rank_discount_fn)}
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "LambdaWeight":
-        return cls(rank_discount_fn=_deserialize_fn(config.get("rank_discount_fn")))
+        return cls(rank_discount_fn=deserialize_fn(config.get("rank_discount_fn")))

@@ -5,6 +5,7 @@ weight normalised as in ``tfrank.losses._base.list_weights`` times the loss's ow
 list whose labels are all 0). Numbers follow TF Ranking 0.5.5.
 """
 
+import abc
 import math
 from typing import Optional
 
@@ -12,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import check_positive
 from tfrank.losses import lambda_weights as lambda_weights_lib
 from tfrank.losses._base import RankingLoss, list_weights
 
@@ -32,8 +34,9 @@ class ListwiseLoss(RankingLoss):
       ragged: accept ``tf.RaggedTensor`` labels, scores and per-item weights (dense ones still work).
     """
 
+    @abc.abstractmethod
     def list_loss(self, labels: tf.Tensor, scores: tf.Tensor, mask: tf.Tensor):
-        raise NotImplementedError
+        """(loss, weight) of each list, both [batch, 1] (or [batch]), before the caller's weights."""
 
     def compute(self, labels, scores, mask, sample_weight):
         losses, loss_weights = self.list_loss(labels, scores, mask)
@@ -61,11 +64,16 @@ class SoftmaxLoss(ListwiseLoss):
     """
 
     def compute(self, labels, scores, mask, sample_weight):
+        # The caller's weights scale the labels (the target) rather than the list's loss, as in TF Ranking.
         labels = tf.where(mask, labels, 0.0)
         if isinstance(self.lambda_weight, lambda_weights_lib.DCGLambdaWeight):
             labels = self.lambda_weight.individual_weights(labels, ops.ranks_by_scores(scores, mask))
         if sample_weight is not None:
             labels *= sample_weight
+        return self.list_loss(labels, scores, mask)
+
+    def list_loss(self, labels, scores, mask):
+        labels = tf.where(mask, labels, 0.0)
         scores = tf.where(mask, scores, _LOG_EPSILON)
         label_sum = tf.reduce_sum(labels, axis=1, keepdims=True)
         # A list whose labels sum to 0 still gets a finite loss (uniform target); its weight is 0 anyway.
@@ -97,7 +105,7 @@ class UniqueSoftmaxLoss(ListwiseLoss):
         row_max = tf.stop_gradient(tf.maximum(tf.reduce_max(competitors, axis=2), scores))
         partition = tf.exp(scores - row_max) + tf.reduce_sum(tf.exp(competitors - row_max[:, :, tf.newaxis]), axis=2)
         per_item = tf.math.log(partition) + row_max - scores
-        losses = tf.reduce_sum(per_item * ops.default_gain(labels), axis=1, keepdims=True)
+        losses = tf.reduce_sum(per_item * ops.pow_minus_1(labels), axis=1, keepdims=True)
         return losses, tf.ones_like(losses)
 
 
@@ -125,15 +133,39 @@ class ListMLELoss(ListwiseLoss):
         order_keys = tf.where(mask, labels, tf.reduce_min(labels, axis=1, keepdims=True) - 1e-6)
         order = tf.argsort(order_keys, axis=1, direction="DESCENDING", stable=True)
         sorted_scores = tf.gather(scores, order, batch_dims=1)
-        sorted_scores -= tf.reduce_max(sorted_scores, axis=1, keepdims=True)
-        terms = tf.math.log(tf.cumsum(tf.exp(sorted_scores), axis=1, reverse=True)) - sorted_scores
         if isinstance(self.lambda_weight, lambda_weights_lib.ListMLELambdaWeight):
             positions = tf.range(1, tf.shape(labels)[1] + 1)[tf.newaxis, :] * tf.ones_like(order)
+            terms = tf.math.cumulative_logsumexp(sorted_scores, axis=1, reverse=True) - sorted_scores
             terms *= self.lambda_weight.individual_weights(labels, positions)
-        losses = tf.reduce_sum(terms, axis=1, keepdims=True)
+            losses = tf.reduce_sum(terms, axis=1, keepdims=True)
+        else:
+            losses = _plackett_luce_nll(sorted_scores)
         has_valid_item = tf.reduce_any(mask, axis=1, keepdims=True)
         losses = tf.where(has_valid_item, losses, 0.0)
         return losses, tf.ones_like(losses)
+
+
+def _plackett_luce_nll(sorted_scores: tf.Tensor) -> tf.Tensor:
+    """sum_k (log sum_{m >= k} exp(s_m) - s_k) per list, [batch, 1], for scores in the order of the labels.
+
+    The suffix sums are a running log-sum-exp: shifting every score by the list's maximum alone underflows exp()
+    to 0 for scores far below it (log(0) = -inf, NaN gradients). The gradient is written by hand,
+    d/ds_j = sum_{k <= j} exp(s_j - lse_k) - 1, from one more running log-sum-exp (of -lse_k, every term <= 1, so
+    nothing overflows): cheaper than differentiating the running log-sum-exp, which splits the upstream gradient by
+    sign and runs two.
+    """
+
+    @tf.custom_gradient
+    def nll(sorted_scores):
+        suffix_lse = tf.math.cumulative_logsumexp(sorted_scores, axis=1, reverse=True)
+
+        def grad(upstream):
+            prefix_lse = tf.math.cumulative_logsumexp(-suffix_lse, axis=1)
+            return upstream * (tf.exp(sorted_scores + prefix_lse) - 1.0)
+
+        return tf.reduce_sum(suffix_lse - sorted_scores, axis=1, keepdims=True), grad
+
+    return nll(sorted_scores)
 
 
 def _prepare_approx_inputs(labels, scores, mask):
@@ -182,8 +214,8 @@ class ApproxNDCGLoss(ListwiseLoss):
     def list_loss(self, labels, scores, mask):
         labels, scores, has_relevant = _prepare_approx_inputs(labels, scores, mask)
         gains = _safe_gain(labels)
-        dcg = tf.reduce_sum(gains * ops.ln_discount(ops.approx_ranks(scores)), axis=1, keepdims=True)
-        ndcg = dcg * ops.inverse_max_dcg(labels, gain_fn=_safe_gain, rank_discount_fn=ops.ln_discount)
+        dcg = tf.reduce_sum(gains * ops.ln_inverse(ops.approx_ranks(scores)), axis=1, keepdims=True)
+        ndcg = dcg * ops.inverse_max_dcg(labels, gain_fn=_safe_gain, rank_discount_fn=ops.ln_inverse)
         return -ndcg, has_relevant
 
 
@@ -249,7 +281,7 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
             raise ValueError(f"sample_size={sample_size!r}: must be an int >= 1")
         self.sample_size = sample_size
-        self.gumbel_temperature = _positive(gumbel_temperature, "gumbel_temperature")
+        self.gumbel_temperature = check_positive(gumbel_temperature, "gumbel_temperature", type(self).__name__)
         self.seed = seed
 
     def gumbel_noise(self, shape) -> tf.Tensor:
@@ -269,7 +301,9 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         samples = self.sample_size
 
         def repeat(tensor):
-            return tf.reshape(tf.repeat(tensor[:, tf.newaxis, :], samples, axis=1), [batch_size * samples, -1])
+            # The list size is given, not inferred (-1): an empty batch has no elements to infer it from.
+            width = tf.shape(tensor)[1]
+            return tf.reshape(tf.repeat(tensor[:, tf.newaxis, :], samples, axis=1), [batch_size * samples, width])
 
         noisy = scores[:, tf.newaxis, :] + self.gumbel_noise([batch_size, samples, list_size])
         noisy = tf.reshape(noisy, [batch_size * samples, list_size])
@@ -287,8 +321,3 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         )
         return config
 
-
-def _positive(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{what}={value!r}: must be > 0")
-    return float(value)

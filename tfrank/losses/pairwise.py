@@ -8,6 +8,7 @@ A new pairwise loss is a subclass that implements ``pairwise_loss``; ``pairwise_
 only speeds up the gradient.
 """
 
+import abc
 from typing import Callable, Optional
 
 import keras
@@ -148,9 +149,9 @@ class PairwiseLoss(RankingLoss):
             raise ValueError(f"lambda_weight={lambda_weight!r} has no pair weights; use it with ListMLELoss")
         super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
 
+    @abc.abstractmethod
     def pairwise_loss(self, pairwise_logits: tf.Tensor) -> tf.Tensor:
         """The loss of each pair given s_i - s_j, elementwise."""
-        raise NotImplementedError
 
     def pairwise_loss_derivative(self, pairwise_logits: tf.Tensor) -> tf.Tensor:
         """d pairwise_loss / d pairwise_logits, elementwise; by default found by automatic differentiation."""

@@ -3,6 +3,7 @@
 The batch loss is sum_{lists, valid items} w_i * loss(y_i, s_i) / (batch * list_size), TF Ranking 0.5.5's value.
 """
 
+import abc
 from typing import Optional
 
 import keras
@@ -18,8 +19,9 @@ class PointwiseLoss(RankingLoss):
                  ragged: bool = False, **kwargs):
         super().__init__(reduction=reduction, name=name, ragged=ragged, **kwargs)
 
+    @abc.abstractmethod
     def pointwise_loss(self, labels: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
-        raise NotImplementedError
+        """The loss of each item, elementwise; padded items are masked afterwards."""
 
     def compute(self, labels, scores, mask, sample_weight):
         labels = tf.where(mask, labels, 0.0)

@@ -2,8 +2,8 @@
 
 Each metric takes ``name``, ``topn`` (except ``ARPMetric`` and ``OPAMetric``) and ``ragged``; ``NDCGMetric`` and
 ``DCGMetric`` also take ``gain_fn`` and ``rank_discount_fn``. ``get("ndcg@5")`` builds one by name.
-Semantics and the two deliberate differences from TF Ranking (ties by input order; all-padding batches ignored)
-are described in ``tfrank/metrics/_base.py``.
+Semantics and the deliberate differences from TF Ranking (ties by input order; lists without valid items
+ignored; NaN or infinite scores on counted items give NaN) are described in ``tfrank/metrics/_base.py``.
 """
 
 from tfrank.metrics._base import RankedLists, RankingMetric, per_list_weights

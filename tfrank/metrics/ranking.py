@@ -3,7 +3,8 @@
 Every metric reads ``y_true`` labels and ``y_pred`` scores of shape ``[batch, list_size]`` (or ragged
 ``[batch, (list_size)]`` with ``ragged=True``), an optional ``sample_weight`` per list ``[batch, 1]`` or per item,
 and reports the weighted mean over lists of a per-list value. The numbers are TF Ranking 0.5.5's Keras metrics',
-except that score ties rank in input order (TF Ranking shuffles them) and a batch that is all padding is ignored.
+except that score ties rank in input order (TF Ranking shuffles them), a list without valid items is ignored and
+a NaN or infinite score on a counted item makes the result NaN (see ``tfrank/metrics/_base.py``).
 
 Notation: ``rank(i)`` is item i's 1-based position when its list is sorted by score, descending;
 ``rel_i = 1 if label_i >= 1 else 0`` is binary relevance; ``k`` is ``topn`` (the whole list when None).
@@ -15,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfrank import ops
+from tfrank._arguments import deserialize_fn, serialize_fn
 from tfrank.metrics._base import RankedLists, RankingMetric, binary_relevance, per_list_weights, ranks_like
 
 Tensor = tf.Tensor
@@ -174,8 +176,8 @@ class _GainMetric(RankingMetric):
         dtype=None,
     ):
         super().__init__(name=name, topn=topn, ragged=ragged, dtype=dtype)
-        self.gain_fn = _deserialize_fn(gain_fn, ops.default_gain)
-        self.rank_discount_fn = _deserialize_fn(rank_discount_fn, ops.log2_discount)
+        self.gain_fn = deserialize_fn(gain_fn, ops.pow_minus_1)
+        self.rank_discount_fn = deserialize_fn(rank_discount_fn, ops.log2_inverse)
 
     def dcg(self, labels: Tensor, weights: Tensor) -> Tensor:
         """``[batch, 1]`` DCG of lists already in rank order: ``sum_r w_r gain(y_r) discount(r)``."""
@@ -187,21 +189,9 @@ class _GainMetric(RankingMetric):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config["gain_fn"] = _serialize_fn(self.gain_fn, ops.default_gain)
-        config["rank_discount_fn"] = _serialize_fn(self.rank_discount_fn, ops.log2_discount)
+        config["gain_fn"] = serialize_fn(self.gain_fn, ops.pow_minus_1)
+        config["rank_discount_fn"] = serialize_fn(self.rank_discount_fn, ops.log2_inverse)
         return config
-
-
-def _serialize_fn(fn: Callable, default: Callable):
-    return None if fn is default else keras.saving.serialize_keras_object(fn)
-
-
-def _deserialize_fn(fn, default: Callable) -> Callable:
-    if fn is None:
-        return default
-    if callable(fn):
-        return fn
-    return keras.saving.deserialize_keras_object(fn)
 
 
 @keras.saving.register_keras_serializable(package="tfrank")
