@@ -9,19 +9,18 @@ called, work on whole columns with vectorised TensorFlow ops, and return dataset
 memory (:func:`from_memory`). Grouping is done with tensors, not with ``group_by_window``: the ratings are sorted by
 user (the sort is skipped when the input is already grouped by user, as every GroupLens file except ml-100k is),
 cut into per-user segments, and all lists of all users are sampled at once. Per-element ``tf.data`` work costs
-microseconds per element here, which at 25M ratings would cost minutes; this costs seconds. And the work runs
-eagerly rather than in ``tf.data`` functions because building a graph costs about half a millisecond per op on
-this machine and tf.data instantiates every function again for each iterator: for MovieLens 100K that fixed cost
-was twenty times the work itself (measured: 5.2 s for the tutorial's job in graphs, 0.7 s now). Called inside a
+microseconds per element, which at tens of millions of ratings adds up to minutes. And the work runs eagerly
+rather than in ``tf.data`` functions because building a graph has a fixed cost per op and tf.data instantiates
+every function again for each iterator: for MovieLens 100K that fixed cost dwarfs the work itself. Called inside a
 ``tf.function``, the same code builds graph ops instead. Memory: every rating is held at once as columns, plus the
-sampled lists. Pass ratings in batches (``load_ratings(..., batch_size=65536)``) for speed: one rating per element
-gives the same lists, but pays the per-element cost on the way in.
+sampled lists. Pass ratings in batches (``load_ratings(..., batch_size=ROWS_PER_BATCH)``) for speed: one rating
+per element gives the same lists, but pays the per-element cost on the way in.
 
 Randomness is counter-based: each list draws from a 64-bit integer hash (the SplitMix64 finaliser) of
 ``(seed, user_id, list index, draw)``, and the ``list_size`` distinct positions are chosen with Floyd's sampling
 algorithm, then put in a hashed random order. So a user's lists depend only on the seed, the user id and that
 user's ratings (in their input order), and are byte-identical on every run and machine. (``tf.random`` stateless
-ops take one seed per call, and the batched ``index_shuffle`` took about 6 microseconds per draw here.)
+ops take one seed per call, and the batched ``index_shuffle`` is slower per draw than one hash.)
 """
 
 from __future__ import annotations
@@ -32,17 +31,14 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrank.data._tfdata import ROWS_PER_BATCH, plain
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
-_COLLECT_BATCH = 65536
-# The functions given to tf.data here have no tensor-dependent Python control flow: skipping AutoGraph's source
-# conversion makes building a pipeline faster.
-_plain = tf.autograph.experimental.do_not_convert
 # A batch size that holds every rating (or every list) in one batch.
 _ALL = 1 << 62
 # Options for datasets over in-memory tensors, which have nothing to rewrite or tune. tf.data's default graph
 # rewrites would copy the tensors per iterator. With autotuning on, destroying an iterator after a training epoch
-# blocked for 0.4-0.6 s, idle, in about half the epochs here (its tuning thread's wait); off, it takes under 1 ms.
+# often blocks, idle, on its tuning thread's wait.
 _IN_MEMORY_OPTIONS = tf.data.Options()
 _IN_MEMORY_OPTIONS.experimental_optimization.apply_default_optimizations = False
 _IN_MEMORY_OPTIONS.autotune.enabled = False
@@ -82,7 +78,7 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
     for low, high in zip(bounds[:-1], bounds[1:]):
         rows = tf.where((points >= low) & (points < high))[:, 0]
         part = {name: tf.gather(values, rows) for name, values in columns.items()}
-        parts.append(from_memory(part, _COLLECT_BATCH if batched else None))
+        parts.append(from_memory(part, ROWS_PER_BATCH if batched else None))
     return tuple(parts)
 
 
@@ -135,7 +131,7 @@ def batch_lists(lists: tf.data.Dataset, batch_size: int, ragged: bool = False, d
     if list_dim is not None and (pad_to is None or pad_to == list_dim):
         return lists.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     if pad_to is not None:
-        lists = lists.map(_plain(lambda features, labels: _check_fits(features, labels, pad_to)))
+        lists = lists.map(plain(lambda features, labels: _check_fits(features, labels, pad_to)))
     padded_shapes = (
         {name: tf.TensorShape([pad_to] * spec.shape.rank) for name, spec in features_spec.items()},
         tf.TensorShape([pad_to]),
@@ -209,9 +205,9 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
     """Features ``keys`` (all when None) of every rating, each as one tensor over all ratings in input order."""
     keys = tuple(ratings.element_spec) if keys is None else tuple(keys)
     if not all(_is_column(spec) for spec in ratings.element_spec.values()):
-        ratings = ratings.map(_plain(lambda features: {key: features[key] for key in keys}))
+        ratings = ratings.map(plain(lambda features: {key: features[key] for key in keys}))
     if not _is_batched(ratings):
-        ratings = ratings.batch(_COLLECT_BATCH)
+        ratings = ratings.batch(ROWS_PER_BATCH)
     for key, spec in ratings.element_spec.items():
         if not _is_column(spec):
             raise ValueError(f"ratings feature {key!r} has spec {spec}: expected a tensor of fixed shape per rating")
@@ -293,8 +289,8 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
 
     ``batch_size=None`` gives one row per element, an int batches of that many rows (the last one smaller). No
     per-row tf.data work: dense tensors are reshaped into whole batches and sliced by tf.data in C++. tf.data's
-    default graph rewrites are turned off for the dataset: with them, each new iterator copied the tensors (8.6 s
-    for 2.4 GB here). Autotuning is off too, which saves 0.4-0.6 s at the end of many iterations; a caller who adds
+    default graph rewrites are turned off for the dataset: with them, each new iterator copied the tensors. Autotuning
+    is off too, which saves an idle wait at the end of many iterations; a caller who adds
     ``map(..., num_parallel_calls=tf.data.AUTOTUNE)`` can turn it back on with ``with_options``.
     """
     flat = tf.nest.flatten(tensors)
@@ -302,7 +298,7 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
     if batch_size is None:
         dataset = tf.data.Dataset.from_tensor_slices(tensors)
         if ragged:  # the identity map turns rows of ragged tensors (ragged specs of rank 1) into plain tensors
-            dataset = dataset.map(_plain(lambda *row: row if len(row) > 1 else row[0]))
+            dataset = dataset.map(plain(lambda *row: row if len(row) > 1 else row[0]))
     elif ragged or flat[0].shape[0] is None:  # the row count is unknown only inside a tf.function
         dataset = tf.data.Dataset.from_tensors(tensors).rebatch(batch_size)
     else:

@@ -18,15 +18,15 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from tfrank.data.movielens import GENRES
+
 _FIRST_TIMESTAMP = 789_652_009  # 1995-01-09, the first MovieLens rating
 _LAST_TIMESTAMP = 1_574_327_703  # 2019-11-21, the last ml-25m rating
 _LATENT_DIM = 8
 # Affinity quantiles that separate 1..5 stars: roughly the MovieLens star distribution (6/11/27/34/22 %).
 _STAR_QUANTILES = (0.06, 0.17, 0.44, 0.78)
-_GENRE_NAMES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+# Genres a synthetic movie draws from: the MovieLens vocabulary without the two placeholders for "none known".
+_GENRE_NAMES = tuple(genre for genre in GENRES if genre not in ("Unknown", "(no genres listed)"))
 
 
 def generate_ratings(num_users: int, num_movies: int, num_ratings: int, seed: int = 0,
