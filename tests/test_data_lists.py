@@ -1,8 +1,13 @@
 """Tests for tfrank.data.lists: the hash split, seeded per-user list sampling, and list batching."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT
 
 from tfrank.data import batch_lists, from_memory, load_ratings, sample_lists, split, synthetic
 from tfrank.ops import PADDING_ID, PADDING_LABEL
@@ -309,3 +314,60 @@ def test_batch_lists_rejects_bad_arguments():
         batch_lists(_variable_lists(), 0)
     with pytest.raises(ValueError, match=r"pad_to=3: must be >= 1 and only with ragged=False"):
         batch_lists(_variable_lists(), 2, ragged=True, pad_to=3)
+
+
+def test_from_memory_rejects_batch_size_below_one():
+    with pytest.raises(ValueError, match=r"batch_size=0: must be >= 1"):
+        from_memory(tf.range(3), batch_size=0)
+
+
+def test_from_memory_batch_larger_than_the_rows_gives_one_batch():
+    batches = list(from_memory({"a": tf.reshape(tf.range(50.0), [10, 5])}, 2**31 - 1))
+    assert len(batches) == 1
+    np.testing.assert_array_equal(batches[0]["a"], np.arange(50.0).reshape(10, 5))
+    assert list(from_memory(tf.zeros([0, 3]), 2**31 - 1)) == []
+
+
+# --- Under op determinism (training turns it on), in subprocesses: a crash there must fail the test, not the run.
+
+_UNDER_DETERMINISM = """
+import sys
+import numpy as np
+import tensorflow as tf
+from tfrank.data import from_memory, sample_lists, split, synthetic
+
+tf.config.experimental.enable_op_determinism()
+batches = list(from_memory({"a": tf.zeros([10, 5])}, 2**31 - 1))  # this crashed TensorFlow (exit 139)
+assert len(batches) == 1 and batches[0]["a"].shape == (10, 5), batches
+ratings = synthetic.generate_ratings(num_users=80, num_movies=400, num_ratings=2400, seed=3, min_ratings_per_user=3)
+results = {}
+for form, dataset in (("elements", tf.data.Dataset.from_tensor_slices(ratings)),
+                      ("batches", tf.data.Dataset.from_tensor_slices(ratings).batch(700))):
+    train, test = split(dataset, (0.6, 0.4), seed=5)
+    for name, lists in (("train", sample_lists(train, 4, 3, 4, seed=9, batch_size=1 << 20)),
+                        ("test", sample_lists(test, None, min_list_size=4, batch_size=1 << 20))):
+        features, labels = next(iter(lists))
+        results[f"{form}_{name}_movie_id"] = features["movie_id"].numpy() if name == "train" else (
+            features["movie_id"].flat_values.numpy())
+        results[f"{form}_{name}_labels"] = labels.numpy() if name == "train" else labels.flat_values.numpy()
+np.savez(sys.argv[1], **results)
+"""
+
+
+def test_from_memory_split_and_sample_lists_under_op_determinism_match_a_run_without(small_ratings, tmp_path):
+    script = tmp_path / "under_determinism.py"
+    script.write_text(_UNDER_DETERMINISM)
+    output = tmp_path / "lists.npz"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, str(script), str(output)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    deterministic = np.load(output)
+    train, test = split(tf.data.Dataset.from_tensor_slices(small_ratings), (0.6, 0.4), seed=5)
+    _, train_movies, train_labels = _lists(sample_lists(train, 4, 3, 4, seed=9))
+    test_features, test_labels = next(iter(sample_lists(test, None, min_list_size=4, batch_size=1 << 20)))
+    assert train_movies.shape[1] == 4 and len(train_movies) > 100
+    for form in ("elements", "batches"):
+        np.testing.assert_array_equal(deterministic[f"{form}_train_movie_id"], train_movies)
+        np.testing.assert_array_equal(deterministic[f"{form}_train_labels"], train_labels)
+        np.testing.assert_array_equal(deterministic[f"{form}_test_movie_id"], test_features["movie_id"].flat_values)
+        np.testing.assert_array_equal(deterministic[f"{form}_test_labels"], test_labels.flat_values)

@@ -293,6 +293,8 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
     is off too, which saves an idle wait at the end of many iterations; a caller who adds
     ``map(..., num_parallel_calls=tf.data.AUTOTUNE)`` can turn it back on with ``with_options``.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1, or None for one row per element")
     flat = tf.nest.flatten(tensors)
     ragged = any(isinstance(t, tf.RaggedTensor) for t in flat)
     if batch_size is None:
@@ -303,6 +305,9 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
         dataset = tf.data.Dataset.from_tensors(tensors).rebatch(batch_size)
     else:
         rows = int(flat[0].shape[0])
+        # A batch larger than the rows would slice an empty [0, batch_size, ...] tensor, which crashes TensorFlow
+        # when batch_size is huge: one batch of every row is the same dataset.
+        batch_size = min(batch_size, max(rows, 1))
         whole = rows - rows % batch_size
 
         def batches(t: tf.Tensor) -> tf.Tensor:
