@@ -371,3 +371,75 @@ def test_from_memory_split_and_sample_lists_under_op_determinism_match_a_run_wit
         np.testing.assert_array_equal(deterministic[f"{form}_train_labels"], train_labels)
         np.testing.assert_array_equal(deterministic[f"{form}_test_movie_id"], test_features["movie_id"].flat_values)
         np.testing.assert_array_equal(deterministic[f"{form}_test_labels"], test_labels.flat_values)
+
+
+# --- Repeated (user, movie) ratings: one per pair, the latest.
+
+# User 1 rates movie 10 three times (the latest by timestamp is in the middle line) and movie 30 twice at the same
+# time (the later line wins); user 2 rates movie 10 once.
+_U_DATA_WITH_REPEATS = (
+    b"1\t10\t1\t100\n1\t20\t3\t150\n1\t10\t5\t300\n1\t30\t2\t400\n2\t10\t4\t100\n1\t10\t2\t200\n1\t30\t4\t400\n"
+    b"2\t20\t3\t100\n2\t30\t3\t100\n"
+)
+
+
+def _full_lists(lists: tf.data.Dataset) -> dict[int, dict[int, float]]:
+    """{user_id: {movie_id: label}} of full lists, failing when a list repeats a movie."""
+    by_user = {}
+    for features, labels in lists.as_numpy_iterator():
+        movies = features["movie_id"].tolist()
+        assert len(set(movies)) == len(movies), f"user {features['user_id']} list repeats a movie: {movies}"
+        by_user[int(features["user_id"])] = dict(zip(movies, labels.tolist()))
+    return by_user
+
+
+def test_repeated_movie_counts_once_with_its_latest_rating(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS)
+    for batch_size in (None, 4):
+        ratings = load_ratings("100k", source=tmp_path, batch_size=batch_size)
+        lists = _full_lists(sample_lists(ratings, list_size=None, min_list_size=3))
+        assert lists == {1: {20: 0.5, 10: 1.0, 30: 0.75}, 2: {10: 0.75, 20: 0.5, 30: 0.5}}
+
+
+def test_repeated_movie_without_timestamps_keeps_the_later_rating():
+    ratings = tf.data.Dataset.from_tensor_slices(
+        {"user_id": [7, 7, 7, 7], "movie_id": [5, 6, 5, 8], "user_rating": [5.0, 1.0, 3.0, 2.0]}
+    )
+    assert _full_lists(sample_lists(ratings, list_size=None, min_list_size=1)) == {7: {6: 0.0, 5: 0.5, 8: 0.25}}
+
+
+def test_sampled_lists_never_repeat_a_movie_and_count_distinct_movies_for_min_list_size(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS)
+    ratings = load_ratings("100k", source=tmp_path)
+    users, movies, labels = _lists(sample_lists(ratings, list_size=3, num_lists_per_user=20, min_list_size=3))
+    assert sorted(set(users.tolist())) == [1, 2]
+    assert all(sorted(row) == [10, 20, 30] for row in movies.tolist())
+    latest = {(1, 10): 1.0, (1, 20): 0.5, (1, 30): 0.75, (2, 10): 0.75, (2, 20): 0.5, (2, 30): 0.5}
+    for user, row, row_labels in zip(users, movies, labels):
+        assert [latest[(int(user), int(m))] for m in row] == row_labels.tolist()
+    # User 1 has 6 ratings but 3 distinct movies: too few for min_list_size=4.
+    assert list(sample_lists(ratings, list_size=None, min_list_size=4)) == []
+
+
+def test_repeated_movies_are_resolved_the_same_inside_a_tf_function(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS)
+    ratings = load_ratings("100k", source=tmp_path, batch_size=5)
+
+    def full_lists():
+        features, labels = sample_lists(ratings, list_size=None, min_list_size=3, batch_size=8).get_single_element()
+        return features["movie_id"].flat_values, labels.flat_values
+
+    in_graph = tf.function(full_lists, autograph=False)()
+    eager = full_lists()
+    np.testing.assert_array_equal(in_graph[0], [20, 10, 30, 10, 20, 30])
+    np.testing.assert_array_equal(in_graph[1], [0.5, 1.0, 0.75, 0.75, 0.5, 0.5])
+    for a, b in zip(in_graph, eager):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_sends_every_rating_of_a_repeated_pair_to_the_same_part(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS * 3)
+    parts = [_ratings_columns(part) for part in split(load_ratings("100k", source=tmp_path), (0.5, 0.5), seed=1)]
+    pairs = [set(zip(p["user_id"].tolist(), p["movie_id"].tolist())) if p else set() for p in parts]
+    assert not pairs[0] & pairs[1]
+    assert sum(len(p["user_id"]) for p in parts if p) == 27

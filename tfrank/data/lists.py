@@ -52,9 +52,10 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
 
     Each rating goes to part ``i`` when ``hash(user_id, movie_id, seed)``, read as a uniform number in [0, 1), falls
     in ``[sum(fractions[:i]), sum(fractions[:i + 1]))``. The parts are disjoint, together hold every rating, keep
-    the input order, and do not depend on it; their sizes match ``fractions`` only in expectation (at 100k
-    ratings, 70/15/15 comes out within a few hundred ratings of 70,000 / 15,000 / 15,000). ``ratings`` is read
-    once, when ``split`` is called; the parts are served from memory.
+    the input order, and do not depend on it; repeated ratings of one (user, movie) pair all go to the same part.
+    Part sizes match ``fractions`` only in expectation (at 100k ratings, 70/15/15 comes out within a few hundred
+    ratings of 70,000 / 15,000 / 15,000). ``ratings`` is read once, when ``split`` is called; the parts are served
+    from memory.
 
     Args:
       ratings: ratings one per element (scalar features) or in batches (rank-1 features), with at least
@@ -86,10 +87,12 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
                  min_list_size: int = 5, seed: int = 0, batch_size: int | None = None) -> tf.data.Dataset:  # fmt: skip
     """Groups ratings by user and samples ranking lists, deterministically for a given seed.
 
-    Users with fewer than ``min_list_size`` ratings are dropped. Every kept user gets ``num_lists_per_user`` lists
-    of ``list_size`` distinct movies that the user rated (sampled without replacement within a list, with
-    replacement across lists). ``list_size=None`` gives each kept user one list of all their ratings instead, in
-    input order, for evaluation on full lists (``num_lists_per_user`` is then ignored).
+    A movie the user rated more than once counts once, with its latest rating (by ``timestamp`` when the ratings
+    have one, a tie or no timestamps going to the rating that comes later in the input), so a list never repeats a
+    movie. Users with fewer than ``min_list_size`` distinct movies are dropped. Every kept user gets
+    ``num_lists_per_user`` lists of ``list_size`` distinct movies that the user rated (sampled without replacement
+    within a list, with replacement across lists). ``list_size=None`` gives each kept user one list of all their
+    ratings instead, in input order, for evaluation on full lists (``num_lists_per_user`` is then ignored).
 
     Element: ``({"user_id": int64 [], "movie_id": int64 [list_size]}, labels float32 [list_size])``, labels
     ``max(user_rating - 1, 0) / 4``; with ``list_size=None`` the last dimension varies per user. Lists come grouped by
@@ -97,7 +100,8 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
     read once, when ``sample_lists`` is called; the lists are served from memory.
 
     Args:
-      ratings: ratings (``user_id``, ``movie_id``, ``user_rating``) one per element or in batches.
+      ratings: ratings (``user_id``, ``movie_id``, ``user_rating``, optionally ``timestamp``) one per element or
+        in batches.
       list_size: movies per list, or None for each user's full list.
       num_lists_per_user: lists drawn per user.
       min_list_size: fewest ratings a user needs to be kept; at least ``list_size``.
@@ -224,9 +228,42 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
 
 
 def _rating_columns(ratings: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Every rating's ``user_id`` and ``movie_id`` (int64) and ``user_rating`` (float32)."""
-    columns = _collect(ratings, _RATING_KEYS)
-    return tuple(tf.cast(columns.pop(key), dtype) for key, dtype in zip(_RATING_KEYS, (tf.int64, tf.int64, tf.float32)))
+    """``user_id`` and ``movie_id`` (int64) and ``user_rating`` (float32) of every rating, one per (user, movie)."""
+    with_timestamps = "timestamp" in ratings.element_spec
+    columns = _collect(ratings, _RATING_KEYS + (("timestamp",) if with_timestamps else ()))
+    users, movies, stars = (tf.cast(columns.pop(key), dtype)
+                            for key, dtype in zip(_RATING_KEYS, (tf.int64, tf.int64, tf.float32)))  # fmt: skip
+    timestamps = tf.cast(columns.pop("timestamp"), tf.int64) if with_timestamps else None
+    return _latest_rating_per_pair(users, movies, stars, timestamps)
+
+
+def _latest_rating_per_pair(users: tf.Tensor, movies: tf.Tensor, stars: tf.Tensor, timestamps: tf.Tensor | None
+                            ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
+    """Drops all but one rating of each (user, movie) pair: the latest by timestamp, a tie to the later in input.
+
+    Without timestamps the later in input order is kept. The kept ratings stay in input order, so input without
+    repeated pairs comes out unchanged (and input sorted by user then movie, as most GroupLens files are, skips
+    the sorts).
+    """
+    def keep_latest() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        order = tf.argsort(movies, stable=True)
+        order = tf.cast(tf.gather(order, tf.argsort(tf.gather(users, order), stable=True)), tf.int64)
+        pair_users, pair_movies = tf.gather(users, order), tf.gather(movies, order)
+        starts_pair = tf.concat(
+            [[True], (pair_users[1:] != pair_users[:-1]) | (pair_movies[1:] != pair_movies[:-1])], axis=0
+        )
+        pair = tf.cumsum(tf.cast(starts_pair, tf.int64)) - 1
+        num_pairs = tf.reduce_sum(tf.cast(starts_pair, tf.int64))
+        candidates = order
+        if timestamps is not None:
+            times = tf.gather(timestamps, order)
+            latest = tf.math.unsorted_segment_max(times, pair, num_pairs)
+            candidates = tf.where(times == tf.gather(latest, pair), order, -1)
+        kept = tf.sort(tf.math.unsorted_segment_max(candidates, pair, num_pairs))
+        return tuple(tf.gather(column, kept) for column in (users, movies, stars))
+
+    sorted_pairs = (users[1:] > users[:-1]) | ((users[1:] == users[:-1]) & (movies[1:] > movies[:-1]))
+    return tf.cond(tf.reduce_all(sorted_pairs), lambda: (users, movies, stars), keep_latest)
 
 
 def _is_column(spec: tf.TypeSpec) -> bool:

@@ -117,6 +117,9 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
     """MovieLens ratings as a ``tf.data.Dataset``, one element per rating.
 
     Element: ``{"user_id": int64 [], "movie_id": int64 [], "user_rating": float32 [], "timestamp": int64 []}``.
+    Ratings come as the source has them, in its order, repeats included: a (user, movie) pair rated more than once
+    is resolved by :func:`tfrank.data.sample_lists`, which keeps its latest rating (by timestamp, a tie going to
+    the later line).
 
     Args:
       variant: one of :data:`VARIANTS`: ``"100k"``, ``"1m"``, ``"20m"``, ``"25m"``.
