@@ -207,6 +207,43 @@ def test_malformed_movies_line_is_reported(tmp_path):
         list(load_movies("100k", source=tmp_path))
 
 
+def test_repeated_movie_id_names_the_file_and_both_lines(tmp_path):
+    _write(tmp_path / "u.item", _U_ITEM + _U_ITEM.splitlines(keepends=True)[0].replace(b"Mis\xe9rables", b"Other"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"u\.item: line 3 repeats movie id 10 of line 1\."):
+        list(load_movies("100k", source=tmp_path))
+
+
+def test_repeated_movie_id_in_a_csv_counts_the_header(tmp_path):
+    _write(tmp_path / "movies.csv", b"movieId,title,genres\n1,A (1995),Drama\n2,B (1996),Drama\n1,C (1997),War\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"movies\.csv: line 4 repeats movie id 1 of line 2\."):
+        list(load_movies("25m", source=tmp_path))
+
+
+def test_movie_ids_beyond_the_first_batch_of_lines_are_checked_against_all_lines(tmp_path):
+    lines = [f"{i},Film {i} (1990),Drama" for i in range(1, 70_001)] + ["5,Again (1990),Drama"]
+    _write(tmp_path / "movies.csv", ("movieId,title,genres\n" + "\n".join(lines) + "\n").encode())
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"line 70002 repeats movie id 5 of line 6\."):
+        list(load_movies("25m", source=tmp_path))
+
+
+def test_id_overflowing_int64_names_the_file_and_its_line(tmp_path):
+    _write(tmp_path / "u.data", _U_DATA + b"99999999999999999999\t10\t4\t881250949\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"u\.data: line 4 is 99999999999999999999\\t10.*2\*\*63"):
+        _columns(load_ratings("100k", source=tmp_path))
+    _write(tmp_path / "ratings.csv", b"userId,movieId,rating,timestamp\n1,9223372036854775808,3.5,1\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ratings\.csv: line 2 is 1,9223372036854775808,"):
+        _columns(load_ratings("25m", source=tmp_path))
+    _write(tmp_path / "movies.csv", b"movieId,title,genres\n9223372036854775808,A (1995),Drama\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"movies\.csv: line 2 is 9223372036854775808,A"):
+        list(load_movies("25m", source=tmp_path))
+
+
+def test_largest_int64_id_is_read_exactly(tmp_path):
+    _write(tmp_path / "ratings.csv", b"userId,movieId,rating,timestamp\n9223372036854775807,007,3.5,1\n")
+    ratings = _columns(load_ratings("25m", source=tmp_path))
+    assert ratings["user_id"].tolist() == [2**63 - 1] and ratings["movie_id"].tolist() == [7]
+
+
 # --- TFDS: the mapping on TFDS-shaped data, and the not-prepared paths (no network, no download).
 
 

@@ -10,6 +10,9 @@ Movies (one element per movie, from :func:`load_movies`)::
 
     {"movie_id": int64 [], "movie_title": string [] (UTF-8), "movie_genres": string [None]}
 
+A movie id must appear once in a movies file: a repeated one stops iteration with ``tf.errors.InvalidArgumentError``
+naming the file and both lines (two titles or genre lists for one id cannot both be right).
+
 ``movie_genres`` holds the genre names of the movie (a variable-length vector; batch it with ``ragged_batch``),
 spelt as in :data:`GENRES`, the vocabulary TFDS uses: the 100k and 1m spelling ``Children's`` becomes
 ``Children`` and the 100k ``unknown`` becomes ``Unknown``, so every variant and both sources agree.
@@ -53,6 +56,7 @@ _GENRES_100K = (
     "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
 
+_ALL_LINES = 1 << 62  # a batch size that holds every line of a file
 _DOWNLOAD_URL = "https://files.grouplens.org/datasets/movielens/ml-{variant}.zip"
 _NETWORK_CHECK_HOST = ("files.grouplens.org", 443)
 _NETWORK_CHECK_TIMEOUT_S = 3.0
@@ -83,7 +87,19 @@ _LAYOUTS = {
 }
 
 # One regular expression per file format: a line that does not match fully is malformed.
-_INT = r"\d+"
+
+
+def _int64_pattern() -> str:
+    """A regular expression for the decimal integers from 0 to 2**63 - 1 (leading zeros allowed)."""
+    largest = str(2**63 - 1)
+    shorter = rf"\d{{1,{len(largest) - 1}}}"
+    # Same length: the largest's first i digits, then a smaller digit, then any digits.
+    same_length = [rf"{largest[:i]}[0-{int(digit) - 1}]\d{{{len(largest) - i - 1}}}"
+                   for i, digit in enumerate(largest) if digit != "0"]  # fmt: skip
+    return "0*(?:" + "|".join([shorter, *same_length, largest]) + ")"
+
+
+_INT = _int64_pattern()  # ids and timestamps: a larger number would overflow int64 when parsed
 _FLOAT = r"\d+(?:\.\d+)?"
 _RATINGS_LINE = {
     "100k": rf"{_INT}\t{_INT}\t{_INT}\t{_INT}\r?",
@@ -92,10 +108,10 @@ _RATINGS_LINE = {
     "25m": rf"{_INT},{_INT},{_FLOAT},{_INT}\r?",
 }
 _RATINGS_FORMAT = {
-    "100k": "user_id<TAB>movie_id<TAB>rating<TAB>timestamp, all integers",
-    "1m": "UserID::MovieID::Rating::Timestamp, all integers",
-    "20m": "userId,movieId,rating,timestamp (rating may have a decimal part)",
-    "25m": "userId,movieId,rating,timestamp (rating may have a decimal part)",
+    "100k": "user_id<TAB>movie_id<TAB>rating<TAB>timestamp, all integers up to 2**63 - 1",
+    "1m": "UserID::MovieID::Rating::Timestamp, all integers up to 2**63 - 1",
+    "20m": "userId,movieId,rating,timestamp (integers up to 2**63 - 1; the rating may have a decimal part)",
+    "25m": "userId,movieId,rating,timestamp (integers up to 2**63 - 1; the rating may have a decimal part)",
 }
 _CSV_MOVIE = rf'{_INT},(?:"(?:[^"]|"")*"|[^",]*),[^,"]*\r?'
 _MOVIES_LINE = {
@@ -105,10 +121,10 @@ _MOVIES_LINE = {
     "25m": _CSV_MOVIE,
 }
 _MOVIES_FORMAT = {
-    "100k": "movie id|title|release date|video release date|IMDb URL|19 genre flags (0 or 1)",
-    "1m": "MovieID::Title::Genres",
-    "20m": 'movieId,title,genres (title quoted with "" when it has a comma)',
-    "25m": 'movieId,title,genres (title quoted with "" when it has a comma)',
+    "100k": "movie id|title|release date|video release date|IMDb URL|19 genre flags (0 or 1), the id up to 2**63 - 1",
+    "1m": "MovieID::Title::Genres, the id up to 2**63 - 1",
+    "20m": 'movieId,title,genres (title quoted with "" when it has a comma), the id up to 2**63 - 1',
+    "25m": 'movieId,title,genres (title quoted with "" when it has a comma), the id up to 2**63 - 1',
 }
 
 
@@ -155,7 +171,8 @@ def load_movies(variant: str = "100k", source: str | os.PathLike | None = None, 
     """MovieLens movies as a ``tf.data.Dataset``, one element per movie.
 
     Element: ``{"movie_id": int64 [], "movie_title": string [] (UTF-8), "movie_genres": string [None]}``,
-    genre names spelt as in :data:`GENRES`. Arguments and errors as in :func:`load_ratings`.
+    genre names spelt as in :data:`GENRES`. Arguments and errors as in :func:`load_ratings`; in addition a movie id
+    that the file repeats stops iteration with ``tf.errors.InvalidArgumentError`` naming the file and both lines.
     """
     _check_variant(variant)
     where = _resolve_source(source)
@@ -301,7 +318,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
 # Parsing local files in tf.data.
 
 
-def _numbered_lines(path: str, header: bool) -> tf.data.Dataset:
+def _numbered_lines(path: str, header: bool, lines_per_batch: int = ROWS_PER_BATCH) -> tf.data.Dataset:
     """Batches ``(line_numbers int64 [B], lines string [B])`` of ``path``, numbered from 1 as an editor shows them.
 
     The file is read whole and split into lines in one op, then sliced into batches by tf.data in C++: tf.data's
@@ -319,7 +336,7 @@ def _numbered_lines(path: str, header: bool) -> tf.data.Dataset:
         end = tf.size(lines, out_type=tf.int64) - tf.cast(lines[-1] == "", tf.int64)
         return tf.range(first, end) + 1, lines[first:end]
 
-    return tf.data.Dataset.from_tensors(path).map(numbered_lines).rebatch(ROWS_PER_BATCH)
+    return tf.data.Dataset.from_tensors(path).map(numbered_lines).rebatch(lines_per_batch)
 
 
 def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: str, expected: str) -> tf.Operation:
@@ -332,6 +349,22 @@ def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: 
         [f"Malformed line in {path}: line ", line_number, " is ", line, f"; expected {expected}. Fix or remove it."]
     )
     return tf.debugging.Assert(tf.reduce_all(ok), [message], summarize=1)
+
+
+def _assert_movie_ids_distinct(movie_ids: tf.Tensor, numbers: tf.Tensor, path: str) -> tf.Operation:
+    """Raises InvalidArgumentError naming ``path``, the first line whose movie id an earlier line has, and both."""
+    order = tf.argsort(movie_ids, stable=True)  # equal ids stay in line order
+    sorted_ids = tf.gather(movie_ids, order)
+    repeats = tf.concat([[False], sorted_ids[1:] == sorted_ids[:-1]], axis=0)
+    lines = tf.gather(numbers, order)
+    first = tf.argmin(tf.where(repeats, lines, tf.int64.max), output_type=tf.int32)
+    earlier = tf.gather(lines, tf.maximum(first - 1, 0))
+    message = tf.strings.join([
+        f"Repeated movie id in {path}: line ", tf.strings.as_string(tf.gather(lines, first)), " repeats movie id ",
+        tf.strings.as_string(tf.gather(sorted_ids, first)), " of line ", tf.strings.as_string(earlier),
+        ". Remove one of the two lines.",
+    ])  # fmt: skip
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(repeats)), [message], summarize=1)
 
 
 def _read_ratings(path: str, variant: str) -> tf.data.Dataset:
@@ -390,12 +423,15 @@ def _read_movies(path: str, variant: str) -> tf.data.Dataset:
         else:
             movie, title, genre_field = tf.io.decode_csv(lines, record_defaults=[tf.constant([], tf.string)] * 3)
             genres = tf.strings.split(genre_field, "|")
-        return {
-            "movie_id": tf.strings.to_number(movie, tf.int64),
-            "movie_title": title,
-            "movie_genres": _normalise_genres(genres),
-        }
+        movie_ids = tf.strings.to_number(movie, tf.int64)
+        with tf.control_dependencies([_assert_movie_ids_distinct(movie_ids, numbers, path)]):
+            return {
+                "movie_id": tf.identity(movie_ids),
+                "movie_title": title,
+                "movie_genres": _normalise_genres(genres),
+            }
 
+    # One batch of every line, so that a repeated movie id is found wherever it is (a movies file is small).
     # Unbatching leaves movie_genres as a ragged-rank-0 spec; the identity map makes it a plain [None] tensor spec.
-    movies = _numbered_lines(path, layout.header).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    movies = _numbered_lines(path, layout.header, _ALL_LINES).map(parse).unbatch()
     return movies.map(plain(lambda movie: dict(movie)))
