@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO_ROOT
 
-from tfrank.data import batch_lists, from_memory, load_ratings, sample_lists, split, synthetic
+from tfrank.data import _tfdata, batch_lists, from_memory, load_ratings, sample_lists, split, synthetic
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
 
@@ -443,3 +443,72 @@ def test_split_sends_every_rating_of_a_repeated_pair_to_the_same_part(tmp_path):
     pairs = [set(zip(p["user_id"].tolist(), p["movie_id"].tolist())) if p else set() for p in parts]
     assert not pairs[0] & pairs[1]
     assert sum(len(p["user_id"]) for p in parts if p) == 27
+
+
+# --- Plain calls (one rating or list per element) read whole columns, not elements.
+
+
+def test_plain_calls_give_the_same_lists_as_batched_calls_and_as_any_per_element_dataset(movielens_dir):
+    def tutorial_lists(ratings: tf.data.Dataset, batched: bool) -> list[np.ndarray]:
+        train, validation, _ = split(ratings, (0.7, 0.15, 0.15), seed=42)
+        if batched:
+            parts = [sample_lists(part, 5, n, seed=42, batch_size=4096) for part, n in ((train, 50), (validation, 1))]
+        else:
+            parts = [batch_lists(sample_lists(part, 5, n, seed=42), 4096) for part, n in ((train, 50), (validation, 1))]
+        return [array for part in parts for array in _lists(part)]
+
+    plain_calls = tutorial_lists(load_ratings("100k", source=movielens_dir), batched=False)
+    batched_calls = tutorial_lists(load_ratings("100k", source=movielens_dir, batch_size=65536), batched=True)
+    # A map makes a new dataset that carries no faster form: read element by element, it must agree.
+    elements = load_ratings("100k", source=movielens_dir).map(lambda rating: rating)
+    element_by_element = tutorial_lists(elements, batched=False)
+    assert len(plain_calls[0]) == 943 * 50
+    for a, b, c in zip(plain_calls, batched_calls, element_by_element):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_per_element_datasets_of_load_ratings_split_and_sample_lists_are_read_as_columns(tmp_path, small_ratings):
+    # Elements and their marked batched form disagree here on purpose: what comes out shows which one was read.
+    elements = tf.data.Dataset.from_tensor_slices({key: value[:10] for key, value in small_ratings.items()})
+    batches = tf.data.Dataset.from_tensor_slices(small_ratings).batch(500)
+    marked = _tfdata.with_batched_form(elements, batches)
+    assert len(_ratings_columns(split(marked, (0.5, 0.5), seed=1)[0])["user_id"]) > 100
+    (tmp_path / "u.data").write_bytes(b"1\t10\t4\t881250949\n")
+    assert _tfdata.batched_form(load_ratings("100k", source=tmp_path)) is not None
+    part = split(tf.data.Dataset.from_tensor_slices(small_ratings), (0.5, 0.5), seed=1)[0]
+    assert set(_tfdata.rows_in_memory(part)) == set(small_ratings)
+    lists = sample_lists(part, 3, 2, 3, seed=1)
+    assert _tfdata.rows_in_memory(lists) is not None
+
+
+def test_batch_lists_of_sampled_lists_equals_batching_them_one_by_one(small_ratings):
+    lists = sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), 3, 2, 3, seed=1)
+    one_by_one = lists.map(lambda features, labels: (features, labels))  # unmarked: batched element by element
+    for drop_remainder in (False, True):
+        fast = list(batch_lists(lists, 50, drop_remainder=drop_remainder).as_numpy_iterator())
+        slow = list(batch_lists(one_by_one, 50, drop_remainder=drop_remainder).as_numpy_iterator())
+        assert len(fast) == len(slow) >= 3
+        assert [len(labels) for _, labels in fast] == [len(labels) for _, labels in slow]
+        for (fast_features, fast_labels), (slow_features, slow_labels) in zip(fast, slow):
+            np.testing.assert_array_equal(fast_features["movie_id"], slow_features["movie_id"])
+            np.testing.assert_array_equal(fast_features["user_id"], slow_features["user_id"])
+            np.testing.assert_array_equal(fast_labels, slow_labels)
+
+
+def test_plain_calls_inside_a_tf_function_equal_the_eager_ones(tmp_path, small_ratings):
+    lines = [f"{u}\t{m}\t{int(r)}\t{t}" for u, m, r, t in zip(*(small_ratings[k] for k in
+             ("user_id", "movie_id", "user_rating", "timestamp")))]  # fmt: skip
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+
+    def checksums():
+        train, _ = split(load_ratings("100k", source=tmp_path), (0.6, 0.4), seed=5)
+        lists = batch_lists(sample_lists(train, 4, num_lists_per_user=3, min_list_size=4, seed=9), 50)
+        return lists.reduce((tf.constant(0, tf.int64), tf.constant(0.0)), lambda total, batch: (
+            total[0] + tf.reduce_sum(tf.cumsum(tf.reshape(batch[0]["movie_id"], [-1]))),
+            total[1] + tf.reduce_sum(tf.cumsum(tf.reshape(batch[1], [-1])))))  # fmt: skip
+
+    eager = checksums()
+    in_graph = tf.function(checksums, autograph=False)()
+    assert int(eager[0]) > 0
+    assert int(in_graph[0]) == int(eager[0]) and float(in_graph[1]) == pytest.approx(float(eager[1]))

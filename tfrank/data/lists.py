@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrank.data._tfdata import ROWS_PER_BATCH, plain
+from tfrank.data._tfdata import ROWS_PER_BATCH, batched_form, one_line, plain, rows_in_memory, with_rows_in_memory
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
 # A batch size that holds every rating (or every list) in one batch.
@@ -133,6 +133,12 @@ def batch_lists(lists: tf.data.Dataset, batch_size: int, ragged: bool = False, d
     features_spec, _ = lists.element_spec
     list_dim = features_spec["movie_id"].shape[0]
     if list_dim is not None and (pad_to is None or pad_to == list_dim):
+        in_memory = rows_in_memory(lists)
+        if in_memory is not None:  # lists of sample_lists: slice their tensors in batches, no per-list work
+            if drop_remainder:
+                rows = tf.shape(tf.nest.flatten(in_memory)[0], out_type=tf.int64)[0]
+                in_memory = tf.nest.map_structure(lambda t: t[: rows - rows % batch_size], in_memory)
+            return from_memory(in_memory, batch_size).prefetch(tf.data.AUTOTUNE)
         return lists.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     if pad_to is not None:
         lists = lists.map(plain(lambda features, labels: _check_fits(features, labels, pad_to)))
@@ -208,6 +214,10 @@ def _labels(ratings: tf.Tensor) -> tf.Tensor:
 def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
     """Features ``keys`` (all when None) of every rating, each as one tensor over all ratings in input order."""
     keys = tuple(ratings.element_spec) if keys is None else tuple(keys)
+    in_memory = rows_in_memory(ratings)
+    if isinstance(in_memory, dict) and all(isinstance(in_memory[key], tf.Tensor) for key in keys):
+        return {key: in_memory[key] for key in keys}
+    ratings = batched_form(ratings) or ratings
     if not all(_is_column(spec) for spec in ratings.element_spec.values()):
         ratings = ratings.map(plain(lambda features: {key: features[key] for key in keys}))
     if not _is_batched(ratings):
@@ -219,7 +229,10 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
     if tf.executing_eagerly():
         # A Python loop over batches of ratings (a few hundred at most), not over ratings: unlike rebatch, it
         # traces no function. Features not asked for are dropped batch by batch.
-        batches = [{key: batch[key] for key in keys} for batch in ratings] + [nothing]
+        try:
+            batches = [{key: batch[key] for key in keys} for batch in ratings] + [nothing]
+        except tf.errors.InvalidArgumentError as error:  # a data check failed where the ratings were read
+            raise one_line(error) from error
         return {key: tf.concat([batch[key] for batch in batches], axis=0) for key in keys}
     # Rebatching gives one batch of every rating, or none when there are no ratings: then the empty one follows.
     everything = ratings.rebatch(_ALL).concatenate(tf.data.Dataset.from_tensors(nothing))
@@ -242,28 +255,38 @@ def _latest_rating_per_pair(users: tf.Tensor, movies: tf.Tensor, stars: tf.Tenso
     """Drops all but one rating of each (user, movie) pair: the latest by timestamp, a tie to the later in input.
 
     Without timestamps the later in input order is kept. The kept ratings stay in input order, so input without
-    repeated pairs comes out unchanged (and input sorted by user then movie, as most GroupLens files are, skips
-    the sorts).
+    repeated pairs comes out unchanged. Pairs are found by hashing (``tf.unique``), not sorting; input sorted by
+    user then movie, as most GroupLens files are, has no repeats and skips even that.
     """
     def keep_latest() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        order = tf.argsort(movies, stable=True)
-        order = tf.cast(tf.gather(order, tf.argsort(tf.gather(users, order), stable=True)), tf.int64)
-        pair_users, pair_movies = tf.gather(users, order), tf.gather(movies, order)
-        starts_pair = tf.concat(
-            [[True], (pair_users[1:] != pair_users[:-1]) | (pair_movies[1:] != pair_movies[:-1])], axis=0
-        )
-        pair = tf.cumsum(tf.cast(starts_pair, tf.int64)) - 1
-        num_pairs = tf.reduce_sum(tf.cast(starts_pair, tf.int64))
-        candidates = order
+        pair = _pair_index(users, movies)
+        num_pairs = tf.reduce_max(pair) + 1
+        positions = tf.range(tf.size(pair, out_type=tf.int64))
+        candidates = positions
         if timestamps is not None:
-            times = tf.gather(timestamps, order)
-            latest = tf.math.unsorted_segment_max(times, pair, num_pairs)
-            candidates = tf.where(times == tf.gather(latest, pair), order, -1)
-        kept = tf.sort(tf.math.unsorted_segment_max(candidates, pair, num_pairs))
+            latest = tf.math.unsorted_segment_max(timestamps, pair, num_pairs)
+            candidates = tf.where(timestamps == tf.gather(latest, pair), positions, -1)
+        kept = tf.where(positions == tf.gather(tf.math.unsorted_segment_max(candidates, pair, num_pairs), pair))[:, 0]
         return tuple(tf.gather(column, kept) for column in (users, movies, stars))
 
     sorted_pairs = (users[1:] > users[:-1]) | ((users[1:] == users[:-1]) & (movies[1:] > movies[:-1]))
     return tf.cond(tf.reduce_all(sorted_pairs), lambda: (users, movies, stars), keep_latest)
+
+
+def _pair_index(users: tf.Tensor, movies: tf.Tensor) -> tf.Tensor:
+    """For each rating, the index of its (user, movie) pair among the distinct pairs (int64, from 0)."""
+    largest_movie = tf.reduce_max(movies)
+    # One int64 key per pair when the ids allow it: hashing one column is several times faster than rows of two.
+    fits = (tf.reduce_min(users) >= 0) & (tf.reduce_min(movies) >= 0) & (
+        tf.reduce_max(users) <= (tf.int64.max - largest_movie) // (largest_movie + 1))
+
+    def by_key() -> tf.Tensor:
+        return tf.unique(users * (largest_movie + 1) + movies, out_idx=tf.int64)[1]
+
+    def by_row() -> tf.Tensor:
+        return tf.raw_ops.UniqueV2(x=tf.stack([users, movies], axis=1), axis=[0], out_idx=tf.int64)[1]
+
+    return tf.cond(fits, by_key, by_row)
 
 
 def _is_column(spec: tf.TypeSpec) -> bool:
@@ -338,7 +361,8 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
         dataset = tf.data.Dataset.from_tensor_slices(tensors)
         if ragged:  # the identity map turns rows of ragged tensors (ragged specs of rank 1) into plain tensors
             dataset = dataset.map(plain(lambda *row: row if len(row) > 1 else row[0]))
-    elif ragged or flat[0].shape[0] is None:  # the row count is unknown only inside a tf.function
+        return with_rows_in_memory(dataset.with_options(_IN_MEMORY_OPTIONS), tensors)
+    if ragged or flat[0].shape[0] is None:  # the row count is unknown only inside a tf.function
         dataset = tf.data.Dataset.from_tensors(tensors).rebatch(batch_size)
     else:
         rows = int(flat[0].shape[0])

@@ -35,11 +35,12 @@ import shutil
 import socket
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import tensorflow as tf
 
-from tfrank.data._tfdata import ROWS_PER_BATCH, plain
+from tfrank.data._tfdata import ROWS_PER_BATCH, batched_form, plain, with_batched_form
 
 VARIANTS = ("100k", "1m", "20m", "25m")
 
@@ -144,8 +145,9 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
         ``TFRANK_MOVIELENS_DIR`` when set, else TFDS.
       data_dir: TFDS data directory (only with TFDS).
       batch_size: None for one rating per element; an int for batches of ratings (rank-1 features, the last batch
-        smaller). Batches skip tf.data's per-element cost, which dominates at millions of ratings; :func:`split`
-        and :func:`sample_lists` accept both forms.
+        smaller). :func:`split` and :func:`sample_lists` accept both forms and read this dataset in batches either
+        way (batches skip tf.data's per-element cost, which dominates at millions of ratings); pass an int when
+        your own code maps over the ratings.
 
     Raises:
       ValueError: unknown variant.
@@ -159,10 +161,10 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
     where = _resolve_source(source)
     if where == "tfds":
         ratings = map_tfds_ratings(_load_tfds(f"movielens/{variant}-ratings", data_dir))
-        return ratings if batch_size is None else ratings.batch(batch_size)
+        return ratings if batch_size is None else batched_form(ratings).rebatch(batch_size)
     batches = _read_ratings(_local_file(where, variant, _LAYOUTS[variant].ratings), variant)
-    if batch_size is None:
-        return batches.unbatch()
+    if batch_size is None:  # split and sample_lists read the batches, skipping the per-rating cost
+        return with_batched_form(batches.unbatch(), batches)
     return batches if batch_size == ROWS_PER_BATCH else batches.rebatch(batch_size)
 
 
@@ -198,7 +200,8 @@ def map_tfds_ratings(dataset: tf.data.Dataset) -> tf.data.Dataset:
             "timestamp": tf.cast(x["timestamp"], tf.int64),
         }
 
-    return columns.batch(ROWS_PER_BATCH).map(to_schema, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    batches = columns.batch(ROWS_PER_BATCH).map(to_schema, num_parallel_calls=tf.data.AUTOTUNE)
+    return with_batched_form(batches.unbatch(), batches)
 
 
 def map_tfds_movies(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -235,10 +238,26 @@ def _resolve_source(source: str | os.PathLike | None) -> str | pathlib.Path:
 
 
 def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
-    """The path of one GroupLens file of ``variant`` under ``where`` (a folder, a parent folder or a zip)."""
+    """The path of one GroupLens file of ``variant`` given ``where``: its folder, a parent folder, the zip, or a file
+    of the folder (``u.data`` for ``u.item`` and so on: the folder is meant)."""
     folder = f"ml-{variant}"
-    if where.is_file() and zipfile.is_zipfile(where):
-        return _extract_from_zip(where, folder, name)
+    url = _DOWNLOAD_URL.format(variant=variant)
+    if where.is_file():
+        if zipfile.is_zipfile(where):
+            return _extract_from_zip(where, folder, name)
+        with open(where, "rb") as file:
+            zip_signature = file.read(2) == b"PK"
+        if zip_signature:
+            raise ValueError(f"MovieLens zip {where} is truncated or corrupt (no zip directory at its end): "
+                             f"download it again from {url}")  # fmt: skip
+        if where.suffix.lower() == ".zip":
+            raise ValueError(f"{where} is not a zip file (it does not start with the zip signature PK): download "
+                             f"{url} again, or pass the ml-{variant} folder with --movielens_path")  # fmt: skip
+        layout = _LAYOUTS[variant]
+        if where.name in (layout.ratings, layout.movies):
+            where = where.parent
+        else:
+            raise ValueError(_not_a_source_message(where, variant))
     for candidate in (where / name, where / folder / name):
         if candidate.is_file():
             return str(candidate)
@@ -246,34 +265,77 @@ def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
     if zipped.is_file():
         return _extract_from_zip(zipped, folder, name)
     what = "ratings" if name == _LAYOUTS[variant].ratings else "movies"
+    missing = "does not exist" if not where.exists() else f"has no {name}, {folder}/{name} or {folder}.zip"
     raise FileNotFoundError(
-        f"MovieLens {variant} {what}: {name} not found in {where} (looked for {where / name}, "
-        f"{where / folder / name} and {where / (folder + '.zip')}). Download {_DOWNLOAD_URL.format(variant=variant)}, "
-        f"unzip it and pass its folder (source=PATH, TFRANK_MOVIELENS_DIR or --movielens_path), or use source='tfds'."
+        f"MovieLens {variant} {what}: {name} not found in {where} ({where} {missing}). Download {url}, unzip it and "
+        f"pass its folder with --movielens_path (or TFRANK_MOVIELENS_DIR), or use TFDS."
     )
 
 
+def _not_a_source_message(path: pathlib.Path, variant: str) -> str:
+    """Why ``path``, a file that is not a zip, cannot be read as MovieLens ``variant``."""
+    others = [other for other, layout in _LAYOUTS.items()
+              if other != variant and path.name in (layout.ratings, layout.movies)]  # fmt: skip
+    if others:
+        return (f"{path} is a file of MovieLens {' or '.join(others)}, not {variant}: pass the ml-{variant} folder "
+                f"with --movielens_path, or read it as {others[-1]} (--dataset=movielens/{others[-1]})")  # fmt: skip
+    layout = _LAYOUTS[variant]
+    return (f"{path} is neither a MovieLens folder nor a zip: pass the ml-{variant} folder (holding "
+            f"{layout.ratings}) or the original ml-{variant}.zip with --movielens_path")  # fmt: skip
+
+
 _extracted: dict[tuple[str, str], str] = {}
+# Extracted copies live in <temp dir>/<prefix><pid>-<random>: a run killed before its exit handler leaves its copy
+# behind, and the next run that extracts removes every copy whose process is gone.
+_EXTRACTED_PREFIX = "tfrank-movielens-"
 
 
 def _extract_from_zip(archive: pathlib.Path, folder: str, name: str) -> str:
-    """Extracts one member to a temporary folder removed at exit; TextLineDataset needs a file on disk."""
+    """Extracts one member to a temporary folder removed at exit; tf.io.read_file needs a file on disk."""
     key = (str(archive.resolve()), name)
     if key in _extracted and os.path.isfile(_extracted[key]):
         return _extracted[key]
-    with zipfile.ZipFile(archive) as zipped:
-        members = [m for m in zipped.namelist() if m == name or m.endswith("/" + name)]
-        preferred = [m for m in members if m == f"{folder}/{name}"]
-        if not members:
-            raise FileNotFoundError(
-                f"MovieLens zip {archive}: no member {folder}/{name}; it holds {zipped.namelist()[:8]}. "
-                f"Use the original archive from {_DOWNLOAD_URL.format(variant=folder[3:])}."
-            )
-        target = tempfile.mkdtemp(prefix="tfrank-movielens-")
-        atexit.register(shutil.rmtree, target, ignore_errors=True)
-        path = zipped.extract((preferred or members)[0], target)
+    url = _DOWNLOAD_URL.format(variant=folder[3:])
+    _remove_orphaned_extractions()
+    target = None
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.namelist() if m == name or m.endswith("/" + name)]
+            preferred = [m for m in members if m == f"{folder}/{name}"]
+            if not members:
+                raise FileNotFoundError(
+                    f"MovieLens zip {archive} has no member {folder}/{name} (it holds {zipped.namelist()[:8]}): "
+                    f"use the original archive from {url}"
+                )
+            target = tempfile.mkdtemp(prefix=f"{_EXTRACTED_PREFIX}{os.getpid()}-")
+            atexit.register(shutil.rmtree, target, ignore_errors=True)
+            path = zipped.extract((preferred or members)[0], target)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        if target is not None:
+            shutil.rmtree(target, ignore_errors=True)
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"MovieLens zip {archive} is truncated or corrupt ({reason}): download it again from {url}"
+                         ) from error  # fmt: skip
     _extracted[key] = path
     return path
+
+
+def _remove_orphaned_extractions() -> None:
+    """Removes the extracted copies of processes that no longer run (killed before their exit handler)."""
+    for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{_EXTRACTED_PREFIX}*-*"):
+        pid = folder.name[len(_EXTRACTED_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's process, or not a pid: leave it alone
+        return True
+    return True
 
 
 def _tfds_builder(name: str, data_dir: str | None) -> Any:
@@ -298,7 +360,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
             raise MovieLensUnavailableError(
                 f"TFDS dataset {name} is not prepared in {builder.data_dir} and {_NETWORK_CHECK_HOST[0]} cannot be "
                 f"reached, so it cannot be downloaded. Download the GroupLens zip on a connected machine and pass "
-                f"its folder with source=PATH, the TFRANK_MOVIELENS_DIR environment variable or --movielens_path."
+                f"its folder with --movielens_path (or the TFRANK_MOVIELENS_DIR environment variable)."
             )
         try:
             builder.download_and_prepare()
@@ -308,7 +370,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
             raise ModuleNotFoundError(
                 f"TFDS needs the package importlib_resources to prepare {name} but does not install it: "
                 f"run `pip install importlib_resources` (or `pip install tfrank[tfds]`), or pass local GroupLens "
-                f"files with source=PATH.",
+                f"files with --movielens_path.",
                 name="importlib_resources",
             ) from error
     return builder.as_dataset(split="train")
