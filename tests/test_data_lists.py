@@ -512,3 +512,13 @@ def test_plain_calls_inside_a_tf_function_equal_the_eager_ones(tmp_path, small_r
     in_graph = tf.function(checksums, autograph=False)()
     assert int(eager[0]) > 0
     assert int(in_graph[0]) == int(eager[0]) and float(in_graph[1]) == pytest.approx(float(eager[1]))
+
+
+def test_repeated_pairs_of_ids_too_large_to_combine_keep_the_latest_rating():
+    huge = 2**62
+    ratings = tf.data.Dataset.from_tensor_slices({
+        "user_id": np.array([huge, huge, huge, 3], np.int64), "movie_id": np.array([huge, 1, huge, huge], np.int64),
+        "user_rating": np.array([1.0, 2.0, 5.0, 4.0], np.float32), "timestamp": np.array([9, 1, 3, 1], np.int64),
+    })  # fmt: skip
+    lists = _full_lists(sample_lists(ratings, list_size=None, min_list_size=1))
+    assert lists == {huge: {1: 0.25, huge: 0.0}, 3: {huge: 0.75}}
