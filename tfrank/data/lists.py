@@ -31,11 +31,17 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrank.data._tfdata import ROWS_PER_BATCH, batched_form, one_line, plain, rows_in_memory, with_rows_in_memory
+from tfrank.data._tfdata import (
+    ALL_ROWS,
+    ROWS_PER_BATCH,
+    batched_form,
+    one_line,
+    plain,
+    rows_in_memory,
+    with_rows_in_memory,
+)
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
-# A batch size that holds every rating (or every list) in one batch.
-_ALL = 1 << 62
 # Options for datasets over in-memory tensors, which have nothing to rewrite or tune. tf.data's default graph
 # rewrites would copy the tensors per iterator. With autotuning on, destroying an iterator after a training epoch
 # often blocks, idle, on its tuning thread's wait.
@@ -235,7 +241,7 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
             raise one_line(error) from error
         return {key: tf.concat([batch[key] for batch in batches], axis=0) for key in keys}
     # Rebatching gives one batch of every rating, or none when there are no ratings: then the empty one follows.
-    everything = ratings.rebatch(_ALL).concatenate(tf.data.Dataset.from_tensors(nothing))
+    everything = ratings.rebatch(ALL_ROWS).concatenate(tf.data.Dataset.from_tensors(nothing))
     columns = everything.take(1).get_single_element()
     return {key: columns[key] for key in keys}
 

@@ -23,7 +23,12 @@ and no ``TextLineDataset``, whose per-line element cost dominates at 25M lines; 
 memory, about 3x its size at peak). Every line is checked by a regular expression before it is parsed; the first
 malformed line stops iteration with ``tf.errors.InvalidArgumentError`` naming the file and the line number.
 Latin-1 files (100k, 1m) are transcoded to UTF-8. A GroupLens zip is read by extracting the one member needed to a
-temporary directory that is removed when the process exits.
+temporary directory that is removed when the process exits (or, when the process was killed, by the next process
+that extracts).
+
+A source path may be the GroupLens folder, a folder holding it or its zip, the zip itself, or one of the folder's
+files (``u.data``, ``ratings.csv``, ...: its folder is read). Anything else, a truncated or corrupt zip included,
+raises ``ValueError`` with one line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfrank.data._tfdata import ROWS_PER_BATCH, batched_form, plain, with_batched_form
+from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH, batched_form, plain, with_batched_form
 
 VARIANTS = ("100k", "1m", "20m", "25m")
 
@@ -57,7 +62,6 @@ _GENRES_100K = (
     "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
 
-_ALL_LINES = 1 << 62  # a batch size that holds every line of a file
 _DOWNLOAD_URL = "https://files.grouplens.org/datasets/movielens/ml-{variant}.zip"
 _NETWORK_CHECK_HOST = ("files.grouplens.org", 443)
 _NETWORK_CHECK_TIMEOUT_S = 3.0
@@ -87,9 +91,6 @@ _LAYOUTS = {
     "25m": _Layout(ratings="ratings.csv", movies="movies.csv", header=True, latin1=False),
 }
 
-# One regular expression per file format: a line that does not match fully is malformed.
-
-
 def _int64_pattern() -> str:
     """A regular expression for the decimal integers from 0 to 2**63 - 1 (leading zeros allowed)."""
     largest = str(2**63 - 1)
@@ -100,6 +101,7 @@ def _int64_pattern() -> str:
     return "0*(?:" + "|".join([shorter, *same_length, largest]) + ")"
 
 
+# One regular expression per file format: a line that does not match fully is malformed.
 _INT = _int64_pattern()  # ids and timestamps: a larger number would overflow int64 when parsed
 _FLOAT = r"\d+(?:\.\d+)?"
 _RATINGS_LINE = {
@@ -150,10 +152,13 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
         your own code maps over the ratings.
 
     Raises:
-      ValueError: unknown variant.
+      ValueError: unknown variant; a source that is a file but neither a zip nor a file of the variant's folder; a
+        truncated or corrupt zip.
       FileNotFoundError: a local source without the expected file.
       MovieLensUnavailableError: TFDS has not prepared the dataset and the download site is unreachable.
-      tf.errors.InvalidArgumentError: when iterated, at the first malformed line (file and line number named).
+      tf.errors.InvalidArgumentError: when iterated, at the first malformed line (file and line number named);
+        :func:`tfrank.data.split` and :func:`tfrank.data.sample_lists` iterate when called and raise it with only
+        that line as the message.
     """
     _check_variant(variant)
     if batch_size is not None and batch_size < 1:
@@ -333,7 +338,7 @@ def _process_exists(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):  # another user's process, or not a pid: leave it alone
+    except (PermissionError, OverflowError):  # another user's process, or not a pid: leave it alone
         return True
     return True
 
@@ -495,5 +500,5 @@ def _read_movies(path: str, variant: str) -> tf.data.Dataset:
 
     # One batch of every line, so that a repeated movie id is found wherever it is (a movies file is small).
     # Unbatching leaves movie_genres as a ragged-rank-0 spec; the identity map makes it a plain [None] tensor spec.
-    movies = _numbered_lines(path, layout.header, _ALL_LINES).map(parse).unbatch()
+    movies = _numbered_lines(path, layout.header, ALL_ROWS).map(parse).unbatch()
     return movies.map(plain(lambda movie: dict(movie)))
