@@ -13,8 +13,11 @@ microseconds per element, which at tens of millions of ratings adds up to minute
 rather than in ``tf.data`` functions because building a graph has a fixed cost per op and tf.data instantiates
 every function again for each iterator: for MovieLens 100K that fixed cost dwarfs the work itself. Called inside a
 ``tf.function``, the same code builds graph ops instead. Memory: every rating is held at once as columns, plus the
-sampled lists. Pass ratings in batches (``load_ratings(..., batch_size=ROWS_PER_BATCH)``) for speed: one rating
-per element gives the same lists, but pays the per-element cost on the way in.
+sampled lists. Ratings one per element are read as whole columns too when the dataset is one that
+:func:`tfrank.data.load_ratings`, :func:`split`, :func:`from_memory` or :func:`tfrank.data.synthetic.ratings_dataset`
+returned (it remembers its batches or in-memory tensors), so the plain calls cost what ``batch_size=`` calls cost;
+any other per-element dataset (after a ``map``, say) gives the same lists but pays the per-element cost. Likewise
+:func:`batch_lists` slices the lists of :func:`sample_lists` from memory instead of batching them one by one.
 
 Randomness is counter-based: each list draws from a 64-bit integer hash (the SplitMix64 finaliser) of
 ``(seed, user_id, list index, draw)``, and the ``list_size`` distinct positions are chosen with Floyd's sampling
@@ -110,7 +113,7 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
         in batches.
       list_size: movies per list, or None for each user's full list.
       num_lists_per_user: lists drawn per user.
-      min_list_size: fewest ratings a user needs to be kept; at least ``list_size``.
+      min_list_size: fewest distinct rated movies a user needs to be kept; at least ``list_size``.
       seed: the same seed gives the same lists, byte for byte.
       batch_size: None for one list per element; an int for batches of lists (fixed-size lists stacked, full lists
         as ``tf.RaggedTensor``), the same as :func:`batch_lists` without its per-list cost.
