@@ -302,7 +302,7 @@ def test_from_memory_slices_ragged_rows_into_plain_tensors():
 
 @pytest.mark.parametrize("batch_size", [None, 4], ids=["rows", "batches"])
 def test_from_memory_turns_off_rewrites_and_autotuning(batch_size):
-    # Rewrites copied the tensors per iterator; autotuning stalled iterator teardown for ~0.5 s (BUILD.md).
+    # Rewrites copied the tensors per iterator; autotuning stalled iterator teardown (BUILD.md has the numbers).
     options = from_memory(tf.range(10), batch_size=batch_size).options()
     assert options.experimental_optimization.apply_default_optimizations is False
     assert options.autotune.enabled is False

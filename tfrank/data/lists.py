@@ -74,6 +74,11 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
 
     Returns:
       One dataset per fraction, in the same element form as ``ratings``.
+
+    Raises:
+      ValueError: bad ``fractions``, or ratings whose features are not one fixed-shape tensor per rating.
+      tf.errors.InvalidArgumentError: a check of the data failed while ``ratings`` was read (a malformed line of a
+        MovieLens file, say); when called eagerly, the message is that check's one line (file, line, fix).
     """
     fractions = tuple(float(f) for f in fractions)
     if not fractions or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
@@ -117,6 +122,10 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
       seed: the same seed gives the same lists, byte for byte.
       batch_size: None for one list per element; an int for batches of lists (fixed-size lists stacked, full lists
         as ``tf.RaggedTensor``), the same as :func:`batch_lists` without its per-list cost.
+
+    Raises:
+      ValueError: bad arguments.
+      tf.errors.InvalidArgumentError: as in :func:`split`, when reading ``ratings`` fails a data check.
     """
     _check_sampling(list_size, num_lists_per_user, min_list_size, batch_size)
     # No reference to the columns is kept here, so that _sample can free them once it has sorted them.
