@@ -478,6 +478,13 @@ def test_prepared_tfds_is_read_with_its_data_dir_and_mapped(monkeypatch):
     np.testing.assert_array_equal(ratings["user_id"], [1, 2, 2])
 
 
+def test_prepared_tfds_in_batches_has_rank1_features(monkeypatch):
+    _use_fake_tfds(monkeypatch, _FakeBuilder(prepared=True), reachable=False)
+    batches = list(load_ratings("100k", source="tfds", batch_size=2).as_numpy_iterator())
+    assert [b["user_id"].tolist() for b in batches] == [[1, 2], [2]]
+    assert [b["timestamp"].tolist() for b in batches] == [[881250949, 881250950], [891717742]]
+
+
 def test_source_none_without_environment_uses_tfds(monkeypatch):
     monkeypatch.delenv("TFRANK_MOVIELENS_DIR", raising=False)
     calls = _use_fake_tfds(monkeypatch, _FakeBuilder(prepared=True), reachable=False)
