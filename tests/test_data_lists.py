@@ -522,3 +522,11 @@ def test_repeated_pairs_of_ids_too_large_to_combine_keep_the_latest_rating():
     })  # fmt: skip
     lists = _full_lists(sample_lists(ratings, list_size=None, min_list_size=1))
     assert lists == {huge: {1: 0.25, huge: 0.0}, 3: {huge: 0.75}}
+
+    def flat_lists():
+        features, labels = sample_lists(ratings, list_size=None, min_list_size=1, batch_size=8).get_single_element()
+        return features["movie_id"].flat_values, labels.flat_values
+
+    movies, labels = tf.function(flat_lists, autograph=False)()
+    np.testing.assert_array_equal(movies, [huge, huge, 1])
+    np.testing.assert_array_equal(labels, [0.75, 0.0, 0.25])
