@@ -1,10 +1,15 @@
 """Tests for tfrank.data.lists: the hash split, seeded per-user list sampling, and list batching."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT
 
-from tfrank.data import batch_lists, from_memory, load_ratings, sample_lists, split, synthetic
+from tfrank.data import _tfdata, batch_lists, from_memory, load_ratings, sample_lists, split, synthetic
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
 
@@ -297,7 +302,7 @@ def test_from_memory_slices_ragged_rows_into_plain_tensors():
 
 @pytest.mark.parametrize("batch_size", [None, 4], ids=["rows", "batches"])
 def test_from_memory_turns_off_rewrites_and_autotuning(batch_size):
-    # Rewrites copied the tensors per iterator; autotuning stalled iterator teardown for ~0.5 s (BUILD.md).
+    # Rewrites copied the tensors per iterator; autotuning stalled iterator teardown (BUILD.md has the numbers).
     options = from_memory(tf.range(10), batch_size=batch_size).options()
     assert options.experimental_optimization.apply_default_optimizations is False
     assert options.autotune.enabled is False
@@ -309,3 +314,219 @@ def test_batch_lists_rejects_bad_arguments():
         batch_lists(_variable_lists(), 0)
     with pytest.raises(ValueError, match=r"pad_to=3: must be >= 1 and only with ragged=False"):
         batch_lists(_variable_lists(), 2, ragged=True, pad_to=3)
+
+
+def test_from_memory_rejects_batch_size_below_one():
+    with pytest.raises(ValueError, match=r"batch_size=0: must be >= 1"):
+        from_memory(tf.range(3), batch_size=0)
+
+
+def test_from_memory_batch_larger_than_the_rows_gives_one_batch():
+    batches = list(from_memory({"a": tf.reshape(tf.range(50.0), [10, 5])}, 2**31 - 1))
+    assert len(batches) == 1
+    np.testing.assert_array_equal(batches[0]["a"], np.arange(50.0).reshape(10, 5))
+    assert list(from_memory(tf.zeros([0, 3]), 2**31 - 1)) == []
+
+
+# --- Under op determinism (training turns it on), in subprocesses: a crash there must fail the test, not the run.
+
+_UNDER_DETERMINISM = """
+import sys
+import numpy as np
+import tensorflow as tf
+from tfrank.data import from_memory, sample_lists, split, synthetic
+
+tf.config.experimental.enable_op_determinism()
+batches = list(from_memory({"a": tf.zeros([10, 5])}, 2**31 - 1))  # this crashed TensorFlow (exit 139)
+assert len(batches) == 1 and batches[0]["a"].shape == (10, 5), batches
+ratings = synthetic.generate_ratings(num_users=80, num_movies=400, num_ratings=2400, seed=3, min_ratings_per_user=3)
+results = {}
+for form, dataset in (("elements", tf.data.Dataset.from_tensor_slices(ratings)),
+                      ("batches", tf.data.Dataset.from_tensor_slices(ratings).batch(700))):
+    train, test = split(dataset, (0.6, 0.4), seed=5)
+    for name, lists in (("train", sample_lists(train, 4, 3, 4, seed=9, batch_size=1 << 20)),
+                        ("test", sample_lists(test, None, min_list_size=4, batch_size=1 << 20))):
+        features, labels = next(iter(lists))
+        results[f"{form}_{name}_movie_id"] = features["movie_id"].numpy() if name == "train" else (
+            features["movie_id"].flat_values.numpy())
+        results[f"{form}_{name}_labels"] = labels.numpy() if name == "train" else labels.flat_values.numpy()
+np.savez(sys.argv[1], **results)
+"""
+
+
+def test_from_memory_split_and_sample_lists_under_op_determinism_match_a_run_without(small_ratings, tmp_path):
+    script = tmp_path / "under_determinism.py"
+    script.write_text(_UNDER_DETERMINISM)
+    output = tmp_path / "lists.npz"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, str(script), str(output)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    deterministic = np.load(output)
+    train, test = split(tf.data.Dataset.from_tensor_slices(small_ratings), (0.6, 0.4), seed=5)
+    _, train_movies, train_labels = _lists(sample_lists(train, 4, 3, 4, seed=9))
+    test_features, test_labels = next(iter(sample_lists(test, None, min_list_size=4, batch_size=1 << 20)))
+    assert train_movies.shape[1] == 4 and len(train_movies) > 100
+    for form in ("elements", "batches"):
+        np.testing.assert_array_equal(deterministic[f"{form}_train_movie_id"], train_movies)
+        np.testing.assert_array_equal(deterministic[f"{form}_train_labels"], train_labels)
+        np.testing.assert_array_equal(deterministic[f"{form}_test_movie_id"], test_features["movie_id"].flat_values)
+        np.testing.assert_array_equal(deterministic[f"{form}_test_labels"], test_labels.flat_values)
+
+
+# --- Repeated (user, movie) ratings: one per pair, the latest.
+
+# User 1 rates movie 10 three times (the latest by timestamp is in the middle line) and movie 30 twice at the same
+# time (the later line wins); user 2 rates movie 10 once.
+_U_DATA_WITH_REPEATS = (
+    b"1\t10\t1\t100\n1\t20\t3\t150\n1\t10\t5\t300\n1\t30\t2\t400\n2\t10\t4\t100\n1\t10\t2\t200\n1\t30\t4\t400\n"
+    b"2\t20\t3\t100\n2\t30\t3\t100\n"
+)
+
+
+def _full_lists(lists: tf.data.Dataset) -> dict[int, dict[int, float]]:
+    """{user_id: {movie_id: label}} of full lists, failing when a list repeats a movie."""
+    by_user = {}
+    for features, labels in lists.as_numpy_iterator():
+        movies = features["movie_id"].tolist()
+        assert len(set(movies)) == len(movies), f"user {features['user_id']} list repeats a movie: {movies}"
+        by_user[int(features["user_id"])] = dict(zip(movies, labels.tolist()))
+    return by_user
+
+
+def test_repeated_movie_counts_once_with_its_latest_rating(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS)
+    for batch_size in (None, 4):
+        ratings = load_ratings("100k", source=tmp_path, batch_size=batch_size)
+        lists = _full_lists(sample_lists(ratings, list_size=None, min_list_size=3))
+        assert lists == {1: {20: 0.5, 10: 1.0, 30: 0.75}, 2: {10: 0.75, 20: 0.5, 30: 0.5}}
+
+
+def test_repeated_movie_without_timestamps_keeps_the_later_rating():
+    ratings = tf.data.Dataset.from_tensor_slices(
+        {"user_id": [7, 7, 7, 7], "movie_id": [5, 6, 5, 8], "user_rating": [5.0, 1.0, 3.0, 2.0]}
+    )
+    assert _full_lists(sample_lists(ratings, list_size=None, min_list_size=1)) == {7: {6: 0.0, 5: 0.5, 8: 0.25}}
+
+
+def test_sampled_lists_never_repeat_a_movie_and_count_distinct_movies_for_min_list_size(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS)
+    ratings = load_ratings("100k", source=tmp_path)
+    users, movies, labels = _lists(sample_lists(ratings, list_size=3, num_lists_per_user=20, min_list_size=3))
+    assert sorted(set(users.tolist())) == [1, 2]
+    assert all(sorted(row) == [10, 20, 30] for row in movies.tolist())
+    latest = {(1, 10): 1.0, (1, 20): 0.5, (1, 30): 0.75, (2, 10): 0.75, (2, 20): 0.5, (2, 30): 0.5}
+    for user, row, row_labels in zip(users, movies, labels):
+        assert [latest[(int(user), int(m))] for m in row] == row_labels.tolist()
+    # User 1 has 6 ratings but 3 distinct movies: too few for min_list_size=4.
+    assert list(sample_lists(ratings, list_size=None, min_list_size=4)) == []
+
+
+def test_repeated_movies_are_resolved_the_same_inside_a_tf_function(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS)
+    ratings = load_ratings("100k", source=tmp_path, batch_size=5)
+
+    def full_lists():
+        features, labels = sample_lists(ratings, list_size=None, min_list_size=3, batch_size=8).get_single_element()
+        return features["movie_id"].flat_values, labels.flat_values
+
+    in_graph = tf.function(full_lists, autograph=False)()
+    eager = full_lists()
+    np.testing.assert_array_equal(in_graph[0], [20, 10, 30, 10, 20, 30])
+    np.testing.assert_array_equal(in_graph[1], [0.5, 1.0, 0.75, 0.75, 0.5, 0.5])
+    for a, b in zip(in_graph, eager):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_sends_every_rating_of_a_repeated_pair_to_the_same_part(tmp_path):
+    (tmp_path / "u.data").write_bytes(_U_DATA_WITH_REPEATS * 3)
+    parts = [_ratings_columns(part) for part in split(load_ratings("100k", source=tmp_path), (0.5, 0.5), seed=1)]
+    pairs = [set(zip(p["user_id"].tolist(), p["movie_id"].tolist())) if p else set() for p in parts]
+    assert not pairs[0] & pairs[1]
+    assert sum(len(p["user_id"]) for p in parts if p) == 27
+
+
+# --- Plain calls (one rating or list per element) read whole columns, not elements.
+
+
+def test_plain_calls_give_the_same_lists_as_batched_calls_and_as_any_per_element_dataset(movielens_dir):
+    def tutorial_lists(ratings: tf.data.Dataset, batched: bool) -> list[np.ndarray]:
+        train, validation, _ = split(ratings, (0.7, 0.15, 0.15), seed=42)
+        if batched:
+            parts = [sample_lists(part, 5, n, seed=42, batch_size=4096) for part, n in ((train, 50), (validation, 1))]
+        else:
+            parts = [batch_lists(sample_lists(part, 5, n, seed=42), 4096) for part, n in ((train, 50), (validation, 1))]
+        return [array for part in parts for array in _lists(part)]
+
+    plain_calls = tutorial_lists(load_ratings("100k", source=movielens_dir), batched=False)
+    batched_calls = tutorial_lists(load_ratings("100k", source=movielens_dir, batch_size=65536), batched=True)
+    # A map makes a new dataset that carries no faster form: read element by element, it must agree.
+    elements = load_ratings("100k", source=movielens_dir).map(lambda rating: rating)
+    element_by_element = tutorial_lists(elements, batched=False)
+    assert len(plain_calls[0]) == 943 * 50
+    for a, b, c in zip(plain_calls, batched_calls, element_by_element):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_per_element_datasets_of_load_ratings_split_and_sample_lists_are_read_as_columns(tmp_path, small_ratings):
+    # Elements and their marked batched form disagree here on purpose: what comes out shows which one was read.
+    elements = tf.data.Dataset.from_tensor_slices({key: value[:10] for key, value in small_ratings.items()})
+    batches = tf.data.Dataset.from_tensor_slices(small_ratings).batch(500)
+    marked = _tfdata.with_batched_form(elements, batches)
+    assert len(_ratings_columns(split(marked, (0.5, 0.5), seed=1)[0])["user_id"]) > 100
+    (tmp_path / "u.data").write_bytes(b"1\t10\t4\t881250949\n")
+    assert _tfdata.batched_form(load_ratings("100k", source=tmp_path)) is not None
+    part = split(tf.data.Dataset.from_tensor_slices(small_ratings), (0.5, 0.5), seed=1)[0]
+    assert set(_tfdata.rows_in_memory(part)) == set(small_ratings)
+    lists = sample_lists(part, 3, 2, 3, seed=1)
+    assert _tfdata.rows_in_memory(lists) is not None
+
+
+def test_batch_lists_of_sampled_lists_equals_batching_them_one_by_one(small_ratings):
+    lists = sample_lists(tf.data.Dataset.from_tensor_slices(small_ratings), 3, 2, 3, seed=1)
+    one_by_one = lists.map(lambda features, labels: (features, labels))  # unmarked: batched element by element
+    for drop_remainder in (False, True):
+        fast = list(batch_lists(lists, 50, drop_remainder=drop_remainder).as_numpy_iterator())
+        slow = list(batch_lists(one_by_one, 50, drop_remainder=drop_remainder).as_numpy_iterator())
+        assert len(fast) == len(slow) >= 3
+        assert [len(labels) for _, labels in fast] == [len(labels) for _, labels in slow]
+        for (fast_features, fast_labels), (slow_features, slow_labels) in zip(fast, slow):
+            np.testing.assert_array_equal(fast_features["movie_id"], slow_features["movie_id"])
+            np.testing.assert_array_equal(fast_features["user_id"], slow_features["user_id"])
+            np.testing.assert_array_equal(fast_labels, slow_labels)
+
+
+def test_plain_calls_inside_a_tf_function_equal_the_eager_ones(tmp_path, small_ratings):
+    lines = [f"{u}\t{m}\t{int(r)}\t{t}" for u, m, r, t in zip(*(small_ratings[k] for k in
+             ("user_id", "movie_id", "user_rating", "timestamp")))]  # fmt: skip
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+
+    def checksums():
+        train, _ = split(load_ratings("100k", source=tmp_path), (0.6, 0.4), seed=5)
+        lists = batch_lists(sample_lists(train, 4, num_lists_per_user=3, min_list_size=4, seed=9), 50)
+        return lists.reduce((tf.constant(0, tf.int64), tf.constant(0.0)), lambda total, batch: (
+            total[0] + tf.reduce_sum(tf.cumsum(tf.reshape(batch[0]["movie_id"], [-1]))),
+            total[1] + tf.reduce_sum(tf.cumsum(tf.reshape(batch[1], [-1])))))  # fmt: skip
+
+    eager = checksums()
+    in_graph = tf.function(checksums, autograph=False)()
+    assert int(eager[0]) > 0
+    assert int(in_graph[0]) == int(eager[0]) and float(in_graph[1]) == pytest.approx(float(eager[1]))
+
+
+def test_repeated_pairs_of_ids_too_large_to_combine_keep_the_latest_rating():
+    huge = 2**62
+    ratings = tf.data.Dataset.from_tensor_slices({
+        "user_id": np.array([huge, huge, huge, 3], np.int64), "movie_id": np.array([huge, 1, huge, huge], np.int64),
+        "user_rating": np.array([1.0, 2.0, 5.0, 4.0], np.float32), "timestamp": np.array([9, 1, 3, 1], np.int64),
+    })  # fmt: skip
+    lists = _full_lists(sample_lists(ratings, list_size=None, min_list_size=1))
+    assert lists == {huge: {1: 0.25, huge: 0.0}, 3: {huge: 0.75}}
+
+    def flat_lists():
+        features, labels = sample_lists(ratings, list_size=None, min_list_size=1, batch_size=8).get_single_element()
+        return features["movie_id"].flat_values, labels.flat_values
+
+    movies, labels = tf.function(flat_lists, autograph=False)()
+    np.testing.assert_array_equal(movies, [huge, huge, 1])
+    np.testing.assert_array_equal(labels, [0.75, 0.0, 0.25])

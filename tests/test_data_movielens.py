@@ -1,11 +1,16 @@
 """Tests for tfrank.data.movielens: local GroupLens files of every variant, the TFDS mapping, and the errors."""
 
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT
 
 from tfrank.data import MovieLensUnavailableError, load_movies, load_ratings, movielens
 
@@ -207,6 +212,167 @@ def test_malformed_movies_line_is_reported(tmp_path):
         list(load_movies("100k", source=tmp_path))
 
 
+def test_repeated_movie_id_names_the_file_and_both_lines(tmp_path):
+    _write(tmp_path / "u.item", _U_ITEM + _U_ITEM.splitlines(keepends=True)[0].replace(b"Mis\xe9rables", b"Other"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"u\.item: line 3 repeats movie id 10 of line 1\."):
+        list(load_movies("100k", source=tmp_path))
+
+
+def test_repeated_movie_id_in_a_csv_counts_the_header(tmp_path):
+    _write(tmp_path / "movies.csv", b"movieId,title,genres\n1,A (1995),Drama\n2,B (1996),Drama\n1,C (1997),War\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"movies\.csv: line 4 repeats movie id 1 of line 2\."):
+        list(load_movies("25m", source=tmp_path))
+
+
+def test_movie_ids_beyond_the_first_batch_of_lines_are_checked_against_all_lines(tmp_path):
+    lines = [f"{i},Film {i} (1990),Drama" for i in range(1, 70_001)] + ["5,Again (1990),Drama"]
+    _write(tmp_path / "movies.csv", ("movieId,title,genres\n" + "\n".join(lines) + "\n").encode())
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"line 70002 repeats movie id 5 of line 6\."):
+        list(load_movies("25m", source=tmp_path))
+
+
+def test_id_overflowing_int64_names_the_file_and_its_line(tmp_path):
+    _write(tmp_path / "u.data", _U_DATA + b"99999999999999999999\t10\t4\t881250949\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"u\.data: line 4 is 99999999999999999999\\t10.*2\*\*63"):
+        _columns(load_ratings("100k", source=tmp_path))
+    _write(tmp_path / "ratings.csv", b"userId,movieId,rating,timestamp\n1,9223372036854775808,3.5,1\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ratings\.csv: line 2 is 1,9223372036854775808,"):
+        _columns(load_ratings("25m", source=tmp_path))
+    _write(tmp_path / "movies.csv", b"movieId,title,genres\n9223372036854775808,A (1995),Drama\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"movies\.csv: line 2 is 9223372036854775808,A"):
+        list(load_movies("25m", source=tmp_path))
+
+
+def test_largest_int64_id_is_read_exactly(tmp_path):
+    _write(tmp_path / "ratings.csv", b"userId,movieId,rating,timestamp\n9223372036854775807,007,3.5,1\n")
+    ratings = _columns(load_ratings("25m", source=tmp_path))
+    assert ratings["user_id"].tolist() == [2**63 - 1] and ratings["movie_id"].tolist() == [7]
+
+
+# --- Sources that are not what they should be: one line naming the file and what to do.
+
+
+def _zip_of(path: pathlib.Path, members: dict[str, bytes]) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for name, content in members.items():
+            zipped.writestr(name, content)
+    return path
+
+
+def _many_ratings() -> bytes:
+    """Enough made-up ratings that a deflated zip of them is several KB, so a flipped byte lands in the data."""
+    return "".join(f"{u}\t{m}\t{(u * m) % 5 + 1}\t{881250949 + u * m}\n" for u in range(1, 300)
+                   for m in range(1, 40)).encode()  # fmt: skip
+
+
+def _one_line_error(error_type: type, load, *args, **kwargs) -> str:
+    with pytest.raises(error_type) as raised:
+        load(*args, **kwargs)
+    message = str(raised.value)
+    assert "\n" not in message.strip(), message
+    return message
+
+
+def test_path_to_the_ratings_or_movies_file_itself_reads_its_folder(ml100k_like):
+    for given in (ml100k_like / "u.data", ml100k_like / "u.item"):
+        np.testing.assert_array_equal(_columns(load_ratings("100k", source=given))["movie_id"], [10, 20, 10])
+        assert [m["movie_id"] for m in load_movies("100k", source=given).as_numpy_iterator()] == [10, 20]
+
+
+def test_file_of_another_variant_says_which_variant_it_is(tmp_path):
+    path = _write(tmp_path / "ratings.csv", b"userId,movieId,rating,timestamp\n")
+    message = _one_line_error(ValueError, load_ratings, "100k", source=path)
+    assert message.startswith(f"{path} is a file of MovieLens 20m or 25m, not 100k: pass the ml-100k folder")
+    assert "--movielens_path" in message
+
+
+def test_file_that_is_neither_a_folder_nor_a_zip_is_named(tmp_path):
+    path = _write(tmp_path / "notes.txt", b"not ratings\n")
+    message = _one_line_error(ValueError, load_ratings, "1m", source=path)
+    assert message.startswith(f"{path} is neither a MovieLens folder nor a zip: pass the ml-1m folder")
+
+
+def test_text_file_named_zip_is_not_a_zip(tmp_path):
+    path = _write(tmp_path / "ml-100k.zip", b"<html>404 Not Found</html>\n")
+    message = _one_line_error(ValueError, load_ratings, "100k", source=path)
+    assert message.startswith(f"{path} is not a zip file (it does not start with the zip signature PK)")
+    assert "files.grouplens.org/datasets/movielens/ml-100k.zip" in message
+
+
+def test_truncated_zip_is_named_as_truncated_or_corrupt(tmp_path):
+    whole = _zip_of(tmp_path / "whole.zip", {"ml-100k/u.data": _many_ratings()}).read_bytes()
+    for source in (_write(tmp_path / "given" / "ml-100k.zip", whole[: len(whole) // 2]),
+                   _write(tmp_path / "folder" / "ml-100k.zip", whole[:-10]).parent):  # fmt: skip
+        message = _one_line_error(ValueError, load_ratings, "100k", source=source)
+        assert message.startswith("MovieLens zip ") and "ml-100k.zip is truncated or corrupt (" in message
+        assert str(source) in message and "download it again from https://files.grouplens.org" in message
+
+
+def test_corrupt_zip_data_is_named_and_leaves_no_extracted_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(movielens.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    whole = _zip_of(tmp_path / "whole.zip", {"ml-100k/u.data": _many_ratings()}).read_bytes()
+    flipped = whole[:100] + bytes(b ^ 0x55 for b in whole[100:400]) + whole[400:]
+    path = _write(tmp_path / "ml-100k.zip", flipped)
+    message = _one_line_error(ValueError, load_ratings, "100k", source=path)
+    assert message.startswith(f"MovieLens zip {path} is truncated or corrupt (")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_zip_without_the_file_names_the_member(tmp_path):
+    path = _zip_of(tmp_path / "ml-100k.zip", {"ml-100k/README": b"hello"})
+    message = _one_line_error(FileNotFoundError, load_ratings, "100k", source=path)
+    assert message.startswith(f"MovieLens zip {path} has no member ml-100k/u.data (it holds ['ml-100k/README'])")
+
+
+def test_missing_folder_message_is_one_line_with_the_flag_not_an_argument_name(tmp_path):
+    message = _one_line_error(FileNotFoundError, load_ratings, "100k", source=tmp_path / "missing")
+    assert f"{tmp_path / 'missing'} does not exist" in message
+    assert "--movielens_path" in message and "source=" not in message
+
+
+def test_malformed_line_read_by_split_or_sample_lists_raises_one_clean_line(tmp_path):
+    from tfrank.data import sample_lists, split
+
+    path = _write(tmp_path / "u.data", b"1\t10\t4\t881250949\n1\t20\t2\t881250950\n2\t10\t881250950\n")
+    expected = (f"Malformed line in {path}: line 3 is 2\\t10\\t881250950; expected user_id<TAB>movie_id<TAB>"
+                f"rating<TAB>timestamp, all integers up to 2**63 - 1. Fix or remove it.")  # fmt: skip
+    for batch_size in (None, 2):
+        ratings = load_ratings("100k", source=tmp_path, batch_size=batch_size)
+        for read in (split, sample_lists):
+            assert _one_line_error(tf.errors.InvalidArgumentError, read, ratings) == expected
+
+
+_KILLED_AFTER_EXTRACTING = """
+import os, signal, sys
+from tfrank.data import load_ratings
+load_ratings("100k", source=sys.argv[1])
+print(os.getpid(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_copy_extracted_by_a_killed_run_is_removed_by_the_next_run(tmp_path, monkeypatch):
+    archive = _zip_of(tmp_path / "ml-100k.zip", {"ml-100k/u.data": _U_DATA, "ml-100k/u.item": _U_ITEM})
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    script = _write(tmp_path / "killed.py", _KILLED_AFTER_EXTRACTING.encode())
+    env = {**os.environ, "TMPDIR": str(temp_dir), "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, str(script), str(archive)], env=env, capture_output=True, text=True)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    killed_pid = int(run.stdout.split()[0])
+    left_behind = list(temp_dir.iterdir())
+    assert [p.name.startswith(f"tfrank-movielens-{killed_pid}-") for p in left_behind] == [True]
+    alive = temp_dir / f"tfrank-movielens-{os.getppid()}-keep"  # a running process's copy stays
+    alive.mkdir()
+    monkeypatch.setattr(movielens.tempfile, "tempdir", str(temp_dir))
+    assert len(_columns(load_ratings("100k", source=archive))["user_id"]) == 3
+    remaining = sorted(p.name for p in temp_dir.iterdir())
+    assert alive.name in remaining and left_behind[0].name not in remaining
+    assert [name for name in remaining if name.startswith(f"tfrank-movielens-{os.getpid()}-")] != []
+
+
 # --- TFDS: the mapping on TFDS-shaped data, and the not-prepared paths (no network, no download).
 
 
@@ -289,7 +455,8 @@ def _use_fake_tfds(monkeypatch, builder: _FakeBuilder, reachable: bool) -> list:
 def test_unprepared_tfds_offline_raises_unavailable_at_once(monkeypatch):
     builder = _FakeBuilder(prepared=False)
     _use_fake_tfds(monkeypatch, builder, reachable=False)
-    with pytest.raises(MovieLensUnavailableError, match=r"cannot be downloaded.*source=PATH.*TFRANK_MOVIELENS_DIR"):
+    expected = r"cannot be downloaded.*--movielens_path.*TFRANK_MOVIELENS_DIR"
+    with pytest.raises(MovieLensUnavailableError, match=expected):
         load_ratings("100k", source="tfds")
     assert builder.download_calls == 0
     assert issubclass(MovieLensUnavailableError, RuntimeError)
@@ -309,6 +476,13 @@ def test_prepared_tfds_is_read_with_its_data_dir_and_mapped(monkeypatch):
     assert calls == [("movielens/100k-ratings", "/data/tfds")]
     assert builder.download_calls == 0
     np.testing.assert_array_equal(ratings["user_id"], [1, 2, 2])
+
+
+def test_prepared_tfds_in_batches_has_rank1_features(monkeypatch):
+    _use_fake_tfds(monkeypatch, _FakeBuilder(prepared=True), reachable=False)
+    batches = list(load_ratings("100k", source="tfds", batch_size=2).as_numpy_iterator())
+    assert [b["user_id"].tolist() for b in batches] == [[1, 2], [2]]
+    assert [b["timestamp"].tolist() for b in batches] == [[881250949, 881250950], [891717742]]
 
 
 def test_source_none_without_environment_uses_tfds(monkeypatch):

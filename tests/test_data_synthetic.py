@@ -90,3 +90,54 @@ def test_ratings_dataset_has_the_ratings_schema():
 def test_impossible_sizes_are_rejected(sizes, message):
     with pytest.raises(ValueError, match=message):
         synthetic.generate_ratings(*sizes)
+
+
+def test_ratings_dataset_defaults_to_movielens_100k_sizes_in_the_load_ratings_schema(tmp_path):
+    dataset = synthetic.ratings_dataset(seed=5)
+    (tmp_path / "u.data").write_bytes(b"1\t10\t4\t881250949\n")
+    assert dataset.element_spec == load_ratings("100k", source=tmp_path).element_spec
+    columns = next(synthetic.ratings_dataset(seed=5, batch_size=1 << 20).as_numpy_iterator())
+    assert len(columns["user_id"]) == 100_000
+    assert len(np.unique(columns["user_id"])) == 943 and columns["movie_id"].max() <= 1682
+    assert np.bincount(columns["user_id"])[1:].min() >= 20
+    first = next(iter(dataset))
+    assert {key: value.numpy() for key, value in first.items()} == {key: columns[key][0] for key in columns}
+    again = next(synthetic.ratings_dataset(seed=5, batch_size=1 << 20).as_numpy_iterator())
+    other = next(synthetic.ratings_dataset(seed=6, batch_size=1 << 20).as_numpy_iterator())
+    assert all(columns[key].tobytes() == again[key].tobytes() for key in columns)
+    assert not np.array_equal(columns["movie_id"], other["movie_id"])
+
+
+def _factorise(users, movies, residuals, num_users, num_movies, rank=8, steps=8, l2=5.0):
+    """Alternating least squares on rating residuals: user and movie factors whose products fit them."""
+    rng = np.random.default_rng(0)
+    user_factors = rng.normal(scale=0.1, size=(num_users + 1, rank))
+    movie_factors = rng.normal(scale=0.1, size=(num_movies + 1, rank))
+
+    def solve(own, other, other_factors, size):
+        factors = np.zeros((size + 1, rank))
+        for index in np.unique(own):
+            rows = own == index
+            x = other_factors[other[rows]]
+            factors[index] = np.linalg.solve(x.T @ x + l2 * np.eye(rank), x.T @ residuals[rows])
+        return factors
+
+    for _ in range(steps):
+        user_factors = solve(users, movies, movie_factors, num_users)
+        movie_factors = solve(movies, users, user_factors, num_movies)
+    return user_factors, movie_factors
+
+
+def test_ratings_carry_planted_user_movie_preferences_beyond_movie_means(ratings):
+    # A model of each user's taste (factors fitted on even rows) predicts odd rows better than movie means alone:
+    # what a ranking model must learn to beat a popularity ranking.
+    train = np.arange(len(ratings["movie_id"])) % 2 == 0
+    users, movies, stars = ratings["user_id"], ratings["movie_id"], ratings["user_rating"].astype(np.float64)
+    sums = np.bincount(movies[train], weights=stars[train], minlength=1501)
+    counts = np.bincount(movies[train], minlength=1501)
+    movie_mean = (sums + 5 * stars[train].mean()) / (counts + 5)
+    residuals = stars - movie_mean[movies]
+    user_factors, movie_factors = _factorise(users[train], movies[train], residuals[train], 300, 1500)
+    predicted = np.einsum("ij,ij->i", user_factors[users[~train]], movie_factors[movies[~train]])
+    movie_mean_error = np.mean(residuals[~train] ** 2)
+    assert np.mean((residuals[~train] - predicted) ** 2) < 0.9 * movie_mean_error

@@ -9,19 +9,21 @@ called, work on whole columns with vectorised TensorFlow ops, and return dataset
 memory (:func:`from_memory`). Grouping is done with tensors, not with ``group_by_window``: the ratings are sorted by
 user (the sort is skipped when the input is already grouped by user, as every GroupLens file except ml-100k is),
 cut into per-user segments, and all lists of all users are sampled at once. Per-element ``tf.data`` work costs
-microseconds per element here, which at 25M ratings would cost minutes; this costs seconds. And the work runs
-eagerly rather than in ``tf.data`` functions because building a graph costs about half a millisecond per op on
-this machine and tf.data instantiates every function again for each iterator: for MovieLens 100K that fixed cost
-was twenty times the work itself (measured: 5.2 s for the tutorial's job in graphs, 0.7 s now). Called inside a
+microseconds per element, which at tens of millions of ratings adds up to minutes. And the work runs eagerly
+rather than in ``tf.data`` functions because building a graph has a fixed cost per op and tf.data instantiates
+every function again for each iterator: for MovieLens 100K that fixed cost dwarfs the work itself. Called inside a
 ``tf.function``, the same code builds graph ops instead. Memory: every rating is held at once as columns, plus the
-sampled lists. Pass ratings in batches (``load_ratings(..., batch_size=65536)``) for speed: one rating per element
-gives the same lists, but pays the per-element cost on the way in.
+sampled lists. Ratings one per element are read as whole columns too when the dataset is one that
+:func:`tfrank.data.load_ratings`, :func:`split`, :func:`from_memory` or :func:`tfrank.data.synthetic.ratings_dataset`
+returned (it remembers its batches or in-memory tensors), so the plain calls cost what ``batch_size=`` calls cost;
+any other per-element dataset (after a ``map``, say) gives the same lists but pays the per-element cost. Likewise
+:func:`batch_lists` slices the lists of :func:`sample_lists` from memory instead of batching them one by one.
 
 Randomness is counter-based: each list draws from a 64-bit integer hash (the SplitMix64 finaliser) of
 ``(seed, user_id, list index, draw)``, and the ``list_size`` distinct positions are chosen with Floyd's sampling
 algorithm, then put in a hashed random order. So a user's lists depend only on the seed, the user id and that
 user's ratings (in their input order), and are byte-identical on every run and machine. (``tf.random`` stateless
-ops take one seed per call, and the batched ``index_shuffle`` took about 6 microseconds per draw here.)
+ops take one seed per call, and the batched ``index_shuffle`` is slower per draw than one hash.)
 """
 
 from __future__ import annotations
@@ -32,17 +34,20 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrank.data._tfdata import (
+    ALL_ROWS,
+    ROWS_PER_BATCH,
+    batched_form,
+    one_line,
+    plain,
+    rows_in_memory,
+    with_rows_in_memory,
+)
 from tfrank.ops import PADDING_ID, PADDING_LABEL
 
-_COLLECT_BATCH = 65536
-# The functions given to tf.data here have no tensor-dependent Python control flow: skipping AutoGraph's source
-# conversion makes building a pipeline faster.
-_plain = tf.autograph.experimental.do_not_convert
-# A batch size that holds every rating (or every list) in one batch.
-_ALL = 1 << 62
 # Options for datasets over in-memory tensors, which have nothing to rewrite or tune. tf.data's default graph
 # rewrites would copy the tensors per iterator. With autotuning on, destroying an iterator after a training epoch
-# blocked for 0.4-0.6 s, idle, in about half the epochs here (its tuning thread's wait); off, it takes under 1 ms.
+# often blocks, idle, on its tuning thread's wait.
 _IN_MEMORY_OPTIONS = tf.data.Options()
 _IN_MEMORY_OPTIONS.experimental_optimization.apply_default_optimizations = False
 _IN_MEMORY_OPTIONS.autotune.enabled = False
@@ -56,9 +61,10 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
 
     Each rating goes to part ``i`` when ``hash(user_id, movie_id, seed)``, read as a uniform number in [0, 1), falls
     in ``[sum(fractions[:i]), sum(fractions[:i + 1]))``. The parts are disjoint, together hold every rating, keep
-    the input order, and do not depend on it; their sizes match ``fractions`` only in expectation (at 100k
-    ratings, 70/15/15 comes out within a few hundred ratings of 70,000 / 15,000 / 15,000). ``ratings`` is read
-    once, when ``split`` is called; the parts are served from memory.
+    the input order, and do not depend on it; repeated ratings of one (user, movie) pair all go to the same part.
+    Part sizes match ``fractions`` only in expectation (at 100k ratings, 70/15/15 comes out within a few hundred
+    ratings of 70,000 / 15,000 / 15,000). ``ratings`` is read once, when ``split`` is called; the parts are served
+    from memory.
 
     Args:
       ratings: ratings one per element (scalar features) or in batches (rank-1 features), with at least
@@ -68,6 +74,11 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
 
     Returns:
       One dataset per fraction, in the same element form as ``ratings``.
+
+    Raises:
+      ValueError: bad ``fractions``, or ratings whose features are not one fixed-shape tensor per rating.
+      tf.errors.InvalidArgumentError: a check of the data failed while ``ratings`` was read (a malformed line of a
+        MovieLens file, say); when called eagerly, the message is that check's one line (file, line, fix).
     """
     fractions = tuple(float(f) for f in fractions)
     if not fractions or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
@@ -82,7 +93,7 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
     for low, high in zip(bounds[:-1], bounds[1:]):
         rows = tf.where((points >= low) & (points < high))[:, 0]
         part = {name: tf.gather(values, rows) for name, values in columns.items()}
-        parts.append(from_memory(part, _COLLECT_BATCH if batched else None))
+        parts.append(from_memory(part, ROWS_PER_BATCH if batched else None))
     return tuple(parts)
 
 
@@ -90,10 +101,12 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
                  min_list_size: int = 5, seed: int = 0, batch_size: int | None = None) -> tf.data.Dataset:  # fmt: skip
     """Groups ratings by user and samples ranking lists, deterministically for a given seed.
 
-    Users with fewer than ``min_list_size`` ratings are dropped. Every kept user gets ``num_lists_per_user`` lists
-    of ``list_size`` distinct movies that the user rated (sampled without replacement within a list, with
-    replacement across lists). ``list_size=None`` gives each kept user one list of all their ratings instead, in
-    input order, for evaluation on full lists (``num_lists_per_user`` is then ignored).
+    A movie the user rated more than once counts once, with its latest rating (by ``timestamp`` when the ratings
+    have one, a tie or no timestamps going to the rating that comes later in the input), so a list never repeats a
+    movie. Users with fewer than ``min_list_size`` distinct movies are dropped. Every kept user gets
+    ``num_lists_per_user`` lists of ``list_size`` distinct movies that the user rated (sampled without replacement
+    within a list, with replacement across lists). ``list_size=None`` gives each kept user one list of all their
+    ratings instead, in input order, for evaluation on full lists (``num_lists_per_user`` is then ignored).
 
     Element: ``({"user_id": int64 [], "movie_id": int64 [list_size]}, labels float32 [list_size])``, labels
     ``max(user_rating - 1, 0) / 4``; with ``list_size=None`` the last dimension varies per user. Lists come grouped by
@@ -101,13 +114,18 @@ def sample_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
     read once, when ``sample_lists`` is called; the lists are served from memory.
 
     Args:
-      ratings: ratings (``user_id``, ``movie_id``, ``user_rating``) one per element or in batches.
+      ratings: ratings (``user_id``, ``movie_id``, ``user_rating``, optionally ``timestamp``) one per element or
+        in batches.
       list_size: movies per list, or None for each user's full list.
       num_lists_per_user: lists drawn per user.
-      min_list_size: fewest ratings a user needs to be kept; at least ``list_size``.
+      min_list_size: fewest distinct rated movies a user needs to be kept; at least ``list_size``.
       seed: the same seed gives the same lists, byte for byte.
       batch_size: None for one list per element; an int for batches of lists (fixed-size lists stacked, full lists
         as ``tf.RaggedTensor``), the same as :func:`batch_lists` without its per-list cost.
+
+    Raises:
+      ValueError: bad arguments.
+      tf.errors.InvalidArgumentError: as in :func:`split`, when reading ``ratings`` fails a data check.
     """
     _check_sampling(list_size, num_lists_per_user, min_list_size, batch_size)
     # No reference to the columns is kept here, so that _sample can free them once it has sorted them.
@@ -133,9 +151,15 @@ def batch_lists(lists: tf.data.Dataset, batch_size: int, ragged: bool = False, d
     features_spec, _ = lists.element_spec
     list_dim = features_spec["movie_id"].shape[0]
     if list_dim is not None and (pad_to is None or pad_to == list_dim):
+        in_memory = rows_in_memory(lists)
+        if in_memory is not None:  # lists of sample_lists: slice their tensors in batches, no per-list work
+            if drop_remainder:
+                rows = tf.shape(tf.nest.flatten(in_memory)[0], out_type=tf.int64)[0]
+                in_memory = tf.nest.map_structure(lambda t: t[: rows - rows % batch_size], in_memory)
+            return from_memory(in_memory, batch_size).prefetch(tf.data.AUTOTUNE)
         return lists.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     if pad_to is not None:
-        lists = lists.map(_plain(lambda features, labels: _check_fits(features, labels, pad_to)))
+        lists = lists.map(plain(lambda features, labels: _check_fits(features, labels, pad_to)))
     padded_shapes = (
         {name: tf.TensorShape([pad_to] * spec.shape.rank) for name, spec in features_spec.items()},
         tf.TensorShape([pad_to]),
@@ -208,10 +232,14 @@ def _labels(ratings: tf.Tensor) -> tf.Tensor:
 def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
     """Features ``keys`` (all when None) of every rating, each as one tensor over all ratings in input order."""
     keys = tuple(ratings.element_spec) if keys is None else tuple(keys)
+    in_memory = rows_in_memory(ratings)
+    if isinstance(in_memory, dict) and all(isinstance(in_memory[key], tf.Tensor) for key in keys):
+        return {key: in_memory[key] for key in keys}
+    ratings = batched_form(ratings) or ratings
     if not all(_is_column(spec) for spec in ratings.element_spec.values()):
-        ratings = ratings.map(_plain(lambda features: {key: features[key] for key in keys}))
+        ratings = ratings.map(plain(lambda features: {key: features[key] for key in keys}))
     if not _is_batched(ratings):
-        ratings = ratings.batch(_COLLECT_BATCH)
+        ratings = ratings.batch(ROWS_PER_BATCH)
     for key, spec in ratings.element_spec.items():
         if not _is_column(spec):
             raise ValueError(f"ratings feature {key!r} has spec {spec}: expected a tensor of fixed shape per rating")
@@ -219,18 +247,64 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
     if tf.executing_eagerly():
         # A Python loop over batches of ratings (a few hundred at most), not over ratings: unlike rebatch, it
         # traces no function. Features not asked for are dropped batch by batch.
-        batches = [{key: batch[key] for key in keys} for batch in ratings] + [nothing]
+        try:
+            batches = [{key: batch[key] for key in keys} for batch in ratings] + [nothing]
+        except tf.errors.InvalidArgumentError as error:  # a data check failed where the ratings were read
+            raise one_line(error) from error
         return {key: tf.concat([batch[key] for batch in batches], axis=0) for key in keys}
     # Rebatching gives one batch of every rating, or none when there are no ratings: then the empty one follows.
-    everything = ratings.rebatch(_ALL).concatenate(tf.data.Dataset.from_tensors(nothing))
+    everything = ratings.rebatch(ALL_ROWS).concatenate(tf.data.Dataset.from_tensors(nothing))
     columns = everything.take(1).get_single_element()
     return {key: columns[key] for key in keys}
 
 
 def _rating_columns(ratings: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Every rating's ``user_id`` and ``movie_id`` (int64) and ``user_rating`` (float32)."""
-    columns = _collect(ratings, _RATING_KEYS)
-    return tuple(tf.cast(columns.pop(key), dtype) for key, dtype in zip(_RATING_KEYS, (tf.int64, tf.int64, tf.float32)))
+    """``user_id`` and ``movie_id`` (int64) and ``user_rating`` (float32) of every rating, one per (user, movie)."""
+    with_timestamps = "timestamp" in ratings.element_spec
+    columns = _collect(ratings, _RATING_KEYS + (("timestamp",) if with_timestamps else ()))
+    users, movies, stars = (tf.cast(columns.pop(key), dtype)
+                            for key, dtype in zip(_RATING_KEYS, (tf.int64, tf.int64, tf.float32)))  # fmt: skip
+    timestamps = tf.cast(columns.pop("timestamp"), tf.int64) if with_timestamps else None
+    return _latest_rating_per_pair(users, movies, stars, timestamps)
+
+
+def _latest_rating_per_pair(users: tf.Tensor, movies: tf.Tensor, stars: tf.Tensor, timestamps: tf.Tensor | None
+                            ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
+    """Drops all but one rating of each (user, movie) pair: the latest by timestamp, a tie to the later in input.
+
+    Without timestamps the later in input order is kept. The kept ratings stay in input order, so input without
+    repeated pairs comes out unchanged. Pairs are found by hashing (``tf.unique``), not sorting; input sorted by
+    user then movie, as most GroupLens files are, has no repeats and skips even that.
+    """
+    def keep_latest() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        pair = _pair_index(users, movies)
+        num_pairs = tf.reduce_max(pair) + 1
+        positions = tf.range(tf.size(pair, out_type=tf.int64))
+        candidates = positions
+        if timestamps is not None:
+            latest = tf.math.unsorted_segment_max(timestamps, pair, num_pairs)
+            candidates = tf.where(timestamps == tf.gather(latest, pair), positions, -1)
+        kept = tf.where(positions == tf.gather(tf.math.unsorted_segment_max(candidates, pair, num_pairs), pair))[:, 0]
+        return tuple(tf.gather(column, kept) for column in (users, movies, stars))
+
+    sorted_pairs = (users[1:] > users[:-1]) | ((users[1:] == users[:-1]) & (movies[1:] > movies[:-1]))
+    return tf.cond(tf.reduce_all(sorted_pairs), lambda: (users, movies, stars), keep_latest)
+
+
+def _pair_index(users: tf.Tensor, movies: tf.Tensor) -> tf.Tensor:
+    """For each rating, the index of its (user, movie) pair among the distinct pairs (int64, from 0)."""
+    largest_movie = tf.reduce_max(movies)
+    # One int64 key per pair when the ids allow it: hashing one column is several times faster than rows of two.
+    fits = (tf.reduce_min(users) >= 0) & (tf.reduce_min(movies) >= 0) & (
+        tf.reduce_max(users) <= (tf.int64.max - largest_movie) // (largest_movie + 1))
+
+    def by_key() -> tf.Tensor:
+        return tf.unique(users * (largest_movie + 1) + movies, out_idx=tf.int64)[1]
+
+    def by_row() -> tf.Tensor:
+        return tf.raw_ops.UniqueV2(x=tf.stack([users, movies], axis=1), axis=[0], out_idx=tf.int64)[1]
+
+    return tf.cond(fits, by_key, by_row)
 
 
 def _is_column(spec: tf.TypeSpec) -> bool:
@@ -293,20 +367,26 @@ def from_memory(tensors: Any, batch_size: int | None = None) -> tf.data.Dataset:
 
     ``batch_size=None`` gives one row per element, an int batches of that many rows (the last one smaller). No
     per-row tf.data work: dense tensors are reshaped into whole batches and sliced by tf.data in C++. tf.data's
-    default graph rewrites are turned off for the dataset: with them, each new iterator copied the tensors (8.6 s
-    for 2.4 GB here). Autotuning is off too, which saves 0.4-0.6 s at the end of many iterations; a caller who adds
+    default graph rewrites are turned off for the dataset: with them, each new iterator copied the tensors. Autotuning
+    is off too, which saves an idle wait at the end of many iterations; a caller who adds
     ``map(..., num_parallel_calls=tf.data.AUTOTUNE)`` can turn it back on with ``with_options``.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1, or None for one row per element")
     flat = tf.nest.flatten(tensors)
     ragged = any(isinstance(t, tf.RaggedTensor) for t in flat)
     if batch_size is None:
         dataset = tf.data.Dataset.from_tensor_slices(tensors)
         if ragged:  # the identity map turns rows of ragged tensors (ragged specs of rank 1) into plain tensors
-            dataset = dataset.map(_plain(lambda *row: row if len(row) > 1 else row[0]))
-    elif ragged or flat[0].shape[0] is None:  # the row count is unknown only inside a tf.function
+            dataset = dataset.map(plain(lambda *row: row if len(row) > 1 else row[0]))
+        return with_rows_in_memory(dataset.with_options(_IN_MEMORY_OPTIONS), tensors)
+    if ragged or flat[0].shape[0] is None:  # the row count is unknown only inside a tf.function
         dataset = tf.data.Dataset.from_tensors(tensors).rebatch(batch_size)
     else:
         rows = int(flat[0].shape[0])
+        # A batch larger than the rows would slice an empty [0, batch_size, ...] tensor, which crashes TensorFlow
+        # when batch_size is huge: one batch of every row is the same dataset.
+        batch_size = min(batch_size, max(rows, 1))
         whole = rows - rows % batch_size
 
         def batches(t: tf.Tensor) -> tf.Tensor:

@@ -10,17 +10,25 @@ Movies (one element per movie, from :func:`load_movies`)::
 
     {"movie_id": int64 [], "movie_title": string [] (UTF-8), "movie_genres": string [None]}
 
+A movie id must appear once in a movies file: a repeated one stops iteration with ``tf.errors.InvalidArgumentError``
+naming the file and both lines (two titles or genre lists for one id cannot both be right).
+
 ``movie_genres`` holds the genre names of the movie (a variable-length vector; batch it with ``ragged_batch``),
 spelt as in :data:`GENRES`, the vocabulary TFDS uses: the 100k and 1m spelling ``Children's`` becomes
 ``Children`` and the 100k ``unknown`` becomes ``Unknown``, so every variant and both sources agree.
 
 Local files are parsed inside ``tf.data``, vectorised: each file is read with ``tf.io.read_file`` and split into
-lines in one op, then parsed in batches of 65,536 lines with ``tf.strings`` and ``tf.io.decode_csv`` (no Python per
-line, and no ``TextLineDataset``, whose per-line element cost dominates at 25M lines; the price is holding the file
-in memory, about 3x its size at peak). Every line is checked by a regular expression before it is parsed; the first
+lines in one op, then parsed in batches of lines with ``tf.strings`` and ``tf.io.decode_csv`` (no Python per line,
+and no ``TextLineDataset``, whose per-line element cost dominates at 25M lines; the price is holding the file in
+memory, about 3x its size at peak). Every line is checked by a regular expression before it is parsed; the first
 malformed line stops iteration with ``tf.errors.InvalidArgumentError`` naming the file and the line number.
 Latin-1 files (100k, 1m) are transcoded to UTF-8. A GroupLens zip is read by extracting the one member needed to a
-temporary directory that is removed when the process exits.
+temporary directory that is removed when the process exits (or, when the process was killed, by the next process
+that extracts).
+
+A source path may be the GroupLens folder, a folder holding it or its zip, the zip itself, or one of the folder's
+files (``u.data``, ``ratings.csv``, ...: its folder is read). Anything else, a truncated or corrupt zip included,
+raises ``ValueError`` with one line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -32,9 +40,12 @@ import shutil
 import socket
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import tensorflow as tf
+
+from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH, batched_form, plain, with_batched_form
 
 VARIANTS = ("100k", "1m", "20m", "25m")
 
@@ -54,10 +65,6 @@ _GENRES_100K = (
 _DOWNLOAD_URL = "https://files.grouplens.org/datasets/movielens/ml-{variant}.zip"
 _NETWORK_CHECK_HOST = ("files.grouplens.org", 443)
 _NETWORK_CHECK_TIMEOUT_S = 3.0
-_LINES_PER_BATCH = 65536
-# The functions given to tf.data here have no tensor-dependent Python control flow: skipping AutoGraph's source
-# conversion makes building a pipeline faster.
-_plain = tf.autograph.experimental.do_not_convert
 # decode_csv defaults: empty means required, and the dtype of each column.
 _RATINGS_COLUMNS = [tf.constant([], tf.int64), tf.constant([], tf.int64), tf.constant([], tf.float32),
                     tf.constant([], tf.int64)]  # fmt: skip
@@ -84,8 +91,18 @@ _LAYOUTS = {
     "25m": _Layout(ratings="ratings.csv", movies="movies.csv", header=True, latin1=False),
 }
 
+def _int64_pattern() -> str:
+    """A regular expression for the decimal integers from 0 to 2**63 - 1 (leading zeros allowed)."""
+    largest = str(2**63 - 1)
+    shorter = rf"\d{{1,{len(largest) - 1}}}"
+    # Same length: the largest's first i digits, then a smaller digit, then any digits.
+    same_length = [rf"{largest[:i]}[0-{int(digit) - 1}]\d{{{len(largest) - i - 1}}}"
+                   for i, digit in enumerate(largest) if digit != "0"]  # fmt: skip
+    return "0*(?:" + "|".join([shorter, *same_length, largest]) + ")"
+
+
 # One regular expression per file format: a line that does not match fully is malformed.
-_INT = r"\d+"
+_INT = _int64_pattern()  # ids and timestamps: a larger number would overflow int64 when parsed
 _FLOAT = r"\d+(?:\.\d+)?"
 _RATINGS_LINE = {
     "100k": rf"{_INT}\t{_INT}\t{_INT}\t{_INT}\r?",
@@ -94,10 +111,10 @@ _RATINGS_LINE = {
     "25m": rf"{_INT},{_INT},{_FLOAT},{_INT}\r?",
 }
 _RATINGS_FORMAT = {
-    "100k": "user_id<TAB>movie_id<TAB>rating<TAB>timestamp, all integers",
-    "1m": "UserID::MovieID::Rating::Timestamp, all integers",
-    "20m": "userId,movieId,rating,timestamp (rating may have a decimal part)",
-    "25m": "userId,movieId,rating,timestamp (rating may have a decimal part)",
+    "100k": "user_id<TAB>movie_id<TAB>rating<TAB>timestamp, all integers up to 2**63 - 1",
+    "1m": "UserID::MovieID::Rating::Timestamp, all integers up to 2**63 - 1",
+    "20m": "userId,movieId,rating,timestamp (integers up to 2**63 - 1; the rating may have a decimal part)",
+    "25m": "userId,movieId,rating,timestamp (integers up to 2**63 - 1; the rating may have a decimal part)",
 }
 _CSV_MOVIE = rf'{_INT},(?:"(?:[^"]|"")*"|[^",]*),[^,"]*\r?'
 _MOVIES_LINE = {
@@ -107,10 +124,10 @@ _MOVIES_LINE = {
     "25m": _CSV_MOVIE,
 }
 _MOVIES_FORMAT = {
-    "100k": "movie id|title|release date|video release date|IMDb URL|19 genre flags (0 or 1)",
-    "1m": "MovieID::Title::Genres",
-    "20m": 'movieId,title,genres (title quoted with "" when it has a comma)',
-    "25m": 'movieId,title,genres (title quoted with "" when it has a comma)',
+    "100k": "movie id|title|release date|video release date|IMDb URL|19 genre flags (0 or 1), the id up to 2**63 - 1",
+    "1m": "MovieID::Title::Genres, the id up to 2**63 - 1",
+    "20m": 'movieId,title,genres (title quoted with "" when it has a comma), the id up to 2**63 - 1',
+    "25m": 'movieId,title,genres (title quoted with "" when it has a comma), the id up to 2**63 - 1',
 }
 
 
@@ -119,6 +136,9 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
     """MovieLens ratings as a ``tf.data.Dataset``, one element per rating.
 
     Element: ``{"user_id": int64 [], "movie_id": int64 [], "user_rating": float32 [], "timestamp": int64 []}``.
+    Ratings come as the source has them, in its order, repeats included: a (user, movie) pair rated more than once
+    is resolved by :func:`tfrank.data.sample_lists`, which keeps its latest rating (by timestamp, a tie going to
+    the later line).
 
     Args:
       variant: one of :data:`VARIANTS`: ``"100k"``, ``"1m"``, ``"20m"``, ``"25m"``.
@@ -127,14 +147,18 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
         ``TFRANK_MOVIELENS_DIR`` when set, else TFDS.
       data_dir: TFDS data directory (only with TFDS).
       batch_size: None for one rating per element; an int for batches of ratings (rank-1 features, the last batch
-        smaller). Batches skip tf.data's per-element cost, which dominates at millions of ratings; :func:`split`
-        and :func:`sample_lists` accept both forms.
+        smaller). :func:`split` and :func:`sample_lists` accept both forms and read this dataset in batches either
+        way (batches skip tf.data's per-element cost, which dominates at millions of ratings); pass an int when
+        your own code maps over the ratings.
 
     Raises:
-      ValueError: unknown variant.
+      ValueError: unknown variant; a source that is a file but neither a zip nor a file of the variant's folder; a
+        truncated or corrupt zip.
       FileNotFoundError: a local source without the expected file.
       MovieLensUnavailableError: TFDS has not prepared the dataset and the download site is unreachable.
-      tf.errors.InvalidArgumentError: when iterated, at the first malformed line (file and line number named).
+      tf.errors.InvalidArgumentError: when iterated, at the first malformed line (file and line number named);
+        :func:`tfrank.data.split` and :func:`tfrank.data.sample_lists` iterate when called and raise it with only
+        that line as the message.
     """
     _check_variant(variant)
     if batch_size is not None and batch_size < 1:
@@ -142,11 +166,11 @@ def load_ratings(variant: str = "100k", source: str | os.PathLike | None = None,
     where = _resolve_source(source)
     if where == "tfds":
         ratings = map_tfds_ratings(_load_tfds(f"movielens/{variant}-ratings", data_dir))
-        return ratings if batch_size is None else ratings.batch(batch_size)
+        return ratings if batch_size is None else batched_form(ratings).rebatch(batch_size)
     batches = _read_ratings(_local_file(where, variant, _LAYOUTS[variant].ratings), variant)
-    if batch_size is None:
-        return batches.unbatch()
-    return batches if batch_size == _LINES_PER_BATCH else batches.rebatch(batch_size)
+    if batch_size is None:  # split and sample_lists read the batches, skipping the per-rating cost
+        return with_batched_form(batches.unbatch(), batches)
+    return batches if batch_size == ROWS_PER_BATCH else batches.rebatch(batch_size)
 
 
 def load_movies(variant: str = "100k", source: str | os.PathLike | None = None, data_dir: str | None = None
@@ -154,7 +178,8 @@ def load_movies(variant: str = "100k", source: str | os.PathLike | None = None, 
     """MovieLens movies as a ``tf.data.Dataset``, one element per movie.
 
     Element: ``{"movie_id": int64 [], "movie_title": string [] (UTF-8), "movie_genres": string [None]}``,
-    genre names spelt as in :data:`GENRES`. Arguments and errors as in :func:`load_ratings`.
+    genre names spelt as in :data:`GENRES`. Arguments and errors as in :func:`load_ratings`; in addition a movie id
+    that the file repeats stops iteration with ``tf.errors.InvalidArgumentError`` naming the file and both lines.
     """
     _check_variant(variant)
     where = _resolve_source(source)
@@ -167,11 +192,11 @@ def load_movies(variant: str = "100k", source: str | os.PathLike | None = None, 
 def map_tfds_ratings(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Maps a TFDS ``movielens/*-ratings`` dataset (string ids, genre ints, demographics) to the ratings schema."""
     columns = dataset.map(
-        _plain(lambda x: {k: x[k] for k in ("user_id", "movie_id", "user_rating", "timestamp")}),
+        plain(lambda x: {k: x[k] for k in ("user_id", "movie_id", "user_rating", "timestamp")}),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
 
-    @_plain
+    @plain
     def to_schema(x: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return {
             "user_id": tf.strings.to_number(x["user_id"], tf.int64),
@@ -180,14 +205,15 @@ def map_tfds_ratings(dataset: tf.data.Dataset) -> tf.data.Dataset:
             "timestamp": tf.cast(x["timestamp"], tf.int64),
         }
 
-    return columns.batch(_LINES_PER_BATCH).map(to_schema, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    batches = columns.batch(ROWS_PER_BATCH).map(to_schema, num_parallel_calls=tf.data.AUTOTUNE)
+    return with_batched_form(batches.unbatch(), batches)
 
 
 def map_tfds_movies(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Maps a TFDS ``movielens/*-movies`` dataset (string id, genre ints) to the movies schema."""
     names = tf.constant(GENRES)
 
-    @_plain
+    @plain
     def to_schema(x: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return {
             "movie_id": tf.strings.to_number(x["movie_id"], tf.int64),
@@ -217,10 +243,26 @@ def _resolve_source(source: str | os.PathLike | None) -> str | pathlib.Path:
 
 
 def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
-    """The path of one GroupLens file of ``variant`` under ``where`` (a folder, a parent folder or a zip)."""
+    """The path of one GroupLens file of ``variant`` given ``where``: its folder, a parent folder, the zip, or a file
+    of the folder (``u.data`` for ``u.item`` and so on: the folder is meant)."""
     folder = f"ml-{variant}"
-    if where.is_file() and zipfile.is_zipfile(where):
-        return _extract_from_zip(where, folder, name)
+    url = _DOWNLOAD_URL.format(variant=variant)
+    if where.is_file():
+        if zipfile.is_zipfile(where):
+            return _extract_from_zip(where, folder, name)
+        with open(where, "rb") as file:
+            zip_signature = file.read(2) == b"PK"
+        if zip_signature:
+            raise ValueError(f"MovieLens zip {where} is truncated or corrupt (no zip directory at its end): "
+                             f"download it again from {url}")  # fmt: skip
+        if where.suffix.lower() == ".zip":
+            raise ValueError(f"{where} is not a zip file (it does not start with the zip signature PK): download "
+                             f"{url} again, or pass the ml-{variant} folder with --movielens_path")  # fmt: skip
+        layout = _LAYOUTS[variant]
+        if where.name in (layout.ratings, layout.movies):
+            where = where.parent
+        else:
+            raise ValueError(_not_a_source_message(where, variant))
     for candidate in (where / name, where / folder / name):
         if candidate.is_file():
             return str(candidate)
@@ -228,34 +270,77 @@ def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
     if zipped.is_file():
         return _extract_from_zip(zipped, folder, name)
     what = "ratings" if name == _LAYOUTS[variant].ratings else "movies"
+    missing = "does not exist" if not where.exists() else f"has no {name}, {folder}/{name} or {folder}.zip"
     raise FileNotFoundError(
-        f"MovieLens {variant} {what}: {name} not found in {where} (looked for {where / name}, "
-        f"{where / folder / name} and {where / (folder + '.zip')}). Download {_DOWNLOAD_URL.format(variant=variant)}, "
-        f"unzip it and pass its folder (source=PATH, TFRANK_MOVIELENS_DIR or --movielens_path), or use source='tfds'."
+        f"MovieLens {variant} {what}: {name} not found in {where} ({where} {missing}). Download {url}, unzip it and "
+        f"pass its folder with --movielens_path (or TFRANK_MOVIELENS_DIR), or use TFDS."
     )
 
 
+def _not_a_source_message(path: pathlib.Path, variant: str) -> str:
+    """Why ``path``, a file that is not a zip, cannot be read as MovieLens ``variant``."""
+    others = [other for other, layout in _LAYOUTS.items()
+              if other != variant and path.name in (layout.ratings, layout.movies)]  # fmt: skip
+    if others:
+        return (f"{path} is a file of MovieLens {' or '.join(others)}, not {variant}: pass the ml-{variant} folder "
+                f"with --movielens_path, or read it as {others[-1]} (--dataset=movielens/{others[-1]})")  # fmt: skip
+    layout = _LAYOUTS[variant]
+    return (f"{path} is neither a MovieLens folder nor a zip: pass the ml-{variant} folder (holding "
+            f"{layout.ratings}) or the original ml-{variant}.zip with --movielens_path")  # fmt: skip
+
+
 _extracted: dict[tuple[str, str], str] = {}
+# Extracted copies live in <temp dir>/<prefix><pid>-<random>: a run killed before its exit handler leaves its copy
+# behind, and the next run that extracts removes every copy whose process is gone.
+_EXTRACTED_PREFIX = "tfrank-movielens-"
 
 
 def _extract_from_zip(archive: pathlib.Path, folder: str, name: str) -> str:
-    """Extracts one member to a temporary folder removed at exit; TextLineDataset needs a file on disk."""
+    """Extracts one member to a temporary folder removed at exit; tf.io.read_file needs a file on disk."""
     key = (str(archive.resolve()), name)
     if key in _extracted and os.path.isfile(_extracted[key]):
         return _extracted[key]
-    with zipfile.ZipFile(archive) as zipped:
-        members = [m for m in zipped.namelist() if m == name or m.endswith("/" + name)]
-        preferred = [m for m in members if m == f"{folder}/{name}"]
-        if not members:
-            raise FileNotFoundError(
-                f"MovieLens zip {archive}: no member {folder}/{name}; it holds {zipped.namelist()[:8]}. "
-                f"Use the original archive from {_DOWNLOAD_URL.format(variant=folder[3:])}."
-            )
-        target = tempfile.mkdtemp(prefix="tfrank-movielens-")
-        atexit.register(shutil.rmtree, target, ignore_errors=True)
-        path = zipped.extract((preferred or members)[0], target)
+    url = _DOWNLOAD_URL.format(variant=folder[3:])
+    _remove_orphaned_extractions()
+    target = None
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.namelist() if m == name or m.endswith("/" + name)]
+            preferred = [m for m in members if m == f"{folder}/{name}"]
+            if not members:
+                raise FileNotFoundError(
+                    f"MovieLens zip {archive} has no member {folder}/{name} (it holds {zipped.namelist()[:8]}): "
+                    f"use the original archive from {url}"
+                )
+            target = tempfile.mkdtemp(prefix=f"{_EXTRACTED_PREFIX}{os.getpid()}-")
+            atexit.register(shutil.rmtree, target, ignore_errors=True)
+            path = zipped.extract((preferred or members)[0], target)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        if target is not None:
+            shutil.rmtree(target, ignore_errors=True)
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"MovieLens zip {archive} is truncated or corrupt ({reason}): download it again from {url}"
+                         ) from error  # fmt: skip
     _extracted[key] = path
     return path
+
+
+def _remove_orphaned_extractions() -> None:
+    """Removes the extracted copies of processes that no longer run (killed before their exit handler)."""
+    for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{_EXTRACTED_PREFIX}*-*"):
+        pid = folder.name[len(_EXTRACTED_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a pid: leave it alone
+        return True
+    return True
 
 
 def _tfds_builder(name: str, data_dir: str | None) -> Any:
@@ -280,7 +365,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
             raise MovieLensUnavailableError(
                 f"TFDS dataset {name} is not prepared in {builder.data_dir} and {_NETWORK_CHECK_HOST[0]} cannot be "
                 f"reached, so it cannot be downloaded. Download the GroupLens zip on a connected machine and pass "
-                f"its folder with source=PATH, the TFRANK_MOVIELENS_DIR environment variable or --movielens_path."
+                f"its folder with --movielens_path (or the TFRANK_MOVIELENS_DIR environment variable)."
             )
         try:
             builder.download_and_prepare()
@@ -290,7 +375,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
             raise ModuleNotFoundError(
                 f"TFDS needs the package importlib_resources to prepare {name} but does not install it: "
                 f"run `pip install importlib_resources` (or `pip install tfrank[tfds]`), or pass local GroupLens "
-                f"files with source=PATH.",
+                f"files with --movielens_path.",
                 name="importlib_resources",
             ) from error
     return builder.as_dataset(split="train")
@@ -300,7 +385,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
 # Parsing local files in tf.data.
 
 
-def _numbered_lines(path: str, header: bool) -> tf.data.Dataset:
+def _numbered_lines(path: str, header: bool, lines_per_batch: int = ROWS_PER_BATCH) -> tf.data.Dataset:
     """Batches ``(line_numbers int64 [B], lines string [B])`` of ``path``, numbered from 1 as an editor shows them.
 
     The file is read whole and split into lines in one op, then sliced into batches by tf.data in C++: tf.data's
@@ -309,16 +394,16 @@ def _numbered_lines(path: str, header: bool) -> tf.data.Dataset:
     """
     first = 1 if header else 0
 
-    @_plain
+    @plain
     def numbered_lines(file_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        # The raw op gives the lines directly; tf.strings.split builds a ragged tensor around them, which doubled
-        # the time to build this function (0.08 s against 0.04 s).
+        # The raw op gives the lines directly; tf.strings.split builds a ragged tensor around them, which makes
+        # this function slower to build.
         lines = tf.raw_ops.StringSplitV2(input=tf.reshape(tf.io.read_file(file_path), [1]), sep="\n").values
         # The newline that ends the last line leaves an empty string behind; any other empty line is malformed.
         end = tf.size(lines, out_type=tf.int64) - tf.cast(lines[-1] == "", tf.int64)
         return tf.range(first, end) + 1, lines[first:end]
 
-    return tf.data.Dataset.from_tensors(path).map(numbered_lines).rebatch(_LINES_PER_BATCH)
+    return tf.data.Dataset.from_tensors(path).map(numbered_lines).rebatch(lines_per_batch)
 
 
 def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: str, expected: str) -> tf.Operation:
@@ -333,12 +418,28 @@ def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: 
     return tf.debugging.Assert(tf.reduce_all(ok), [message], summarize=1)
 
 
+def _assert_movie_ids_distinct(movie_ids: tf.Tensor, numbers: tf.Tensor, path: str) -> tf.Operation:
+    """Raises InvalidArgumentError naming ``path``, the first line whose movie id an earlier line has, and both."""
+    order = tf.argsort(movie_ids, stable=True)  # equal ids stay in line order
+    sorted_ids = tf.gather(movie_ids, order)
+    repeats = tf.concat([[False], sorted_ids[1:] == sorted_ids[:-1]], axis=0)
+    lines = tf.gather(numbers, order)
+    first = tf.argmin(tf.where(repeats, lines, tf.int64.max), output_type=tf.int32)
+    earlier = tf.gather(lines, tf.maximum(first - 1, 0))
+    message = tf.strings.join([
+        f"Repeated movie id in {path}: line ", tf.strings.as_string(tf.gather(lines, first)), " repeats movie id ",
+        tf.strings.as_string(tf.gather(sorted_ids, first)), " of line ", tf.strings.as_string(earlier),
+        ". Remove one of the two lines.",
+    ])  # fmt: skip
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(repeats)), [message], summarize=1)
+
+
 def _read_ratings(path: str, variant: str) -> tf.data.Dataset:
     layout = _LAYOUTS[variant]
     pattern = _RATINGS_LINE[variant]
     expected = _RATINGS_FORMAT[variant]
 
-    @_plain
+    @plain
     def parse(numbers: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
         ok = tf.strings.regex_full_match(lines, pattern)
         with tf.control_dependencies([_assert_lines_ok(ok, numbers, lines, path, expected)]):
@@ -370,7 +471,7 @@ def _read_movies(path: str, variant: str) -> tf.data.Dataset:
     expected = _MOVIES_FORMAT[variant]
     flags_names = tf.constant(_GENRES_100K)
 
-    @_plain
+    @plain
     def parse(numbers: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
         if layout.latin1:  # transcode first: the regular expressions work on UTF-8
             lines = tf.strings.unicode_transcode(lines, "ISO-8859-1", "UTF-8")
@@ -389,12 +490,15 @@ def _read_movies(path: str, variant: str) -> tf.data.Dataset:
         else:
             movie, title, genre_field = tf.io.decode_csv(lines, record_defaults=[tf.constant([], tf.string)] * 3)
             genres = tf.strings.split(genre_field, "|")
-        return {
-            "movie_id": tf.strings.to_number(movie, tf.int64),
-            "movie_title": title,
-            "movie_genres": _normalise_genres(genres),
-        }
+        movie_ids = tf.strings.to_number(movie, tf.int64)
+        with tf.control_dependencies([_assert_movie_ids_distinct(movie_ids, numbers, path)]):
+            return {
+                "movie_id": tf.identity(movie_ids),
+                "movie_title": title,
+                "movie_genres": _normalise_genres(genres),
+            }
 
+    # One batch of every line, so that a repeated movie id is found wherever it is (a movies file is small).
     # Unbatching leaves movie_genres as a ragged-rank-0 spec; the identity map makes it a plain [None] tensor spec.
-    movies = _numbered_lines(path, layout.header).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    return movies.map(_plain(lambda movie: dict(movie)))
+    movies = _numbered_lines(path, layout.header, ALL_ROWS).map(parse).unbatch()
+    return movies.map(plain(lambda movie: dict(movie)))

@@ -3,7 +3,7 @@
 The generator mimics what matters for ranking data: movie popularity is long-tailed (Zipf-like), user activity is
 long-tailed with every user rating at least ``min_ratings_per_user`` distinct movies, and each rating (1-5 stars)
 comes from a latent user-movie affinity (a dot product of random factors plus movie bias plus noise), so a model can
-learn something. Generation is numpy, vectorised in chunks of users: 2.5e7 ratings take about a minute and a few GB.
+learn something. Generation is numpy, vectorised in chunks of users, so MovieLens 25M sizes are practical.
 
 :func:`write_movielens_csv` writes ``ratings.csv`` and ``movies.csv`` in the ml-20m / ml-25m format
 (``userId,movieId,rating,timestamp`` sorted by user then movie, as GroupLens sorts them) so that the local-file
@@ -18,15 +18,16 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from tfrank.data.lists import from_memory
+from tfrank.data.movielens import GENRES
+
 _FIRST_TIMESTAMP = 789_652_009  # 1995-01-09, the first MovieLens rating
 _LAST_TIMESTAMP = 1_574_327_703  # 2019-11-21, the last ml-25m rating
 _LATENT_DIM = 8
 # Affinity quantiles that separate 1..5 stars: roughly the MovieLens star distribution (6/11/27/34/22 %).
 _STAR_QUANTILES = (0.06, 0.17, 0.44, 0.78)
-_GENRE_NAMES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+# Genres a synthetic movie draws from: the MovieLens vocabulary without the two placeholders for "none known".
+_GENRE_NAMES = tuple(genre for genre in GENRES if genre not in ("Unknown", "(no genres listed)"))
 
 
 def generate_ratings(num_users: int, num_movies: int, num_ratings: int, seed: int = 0,
@@ -62,12 +63,28 @@ def generate_ratings(num_users: int, num_movies: int, num_ratings: int, seed: in
     return {name: np.concatenate(parts) for name, parts in columns.items()}
 
 
-def ratings_dataset(num_users: int, num_movies: int, num_ratings: int, seed: int = 0,
-                    min_ratings_per_user: int = 20) -> tf.data.Dataset:  # fmt: skip
-    """:func:`generate_ratings` as a ``tf.data.Dataset`` in the ratings schema of :func:`tfrank.data.load_ratings`."""
-    return tf.data.Dataset.from_tensor_slices(
-        generate_ratings(num_users, num_movies, num_ratings, seed, min_ratings_per_user)
-    )
+def ratings_dataset(num_users: int = 943, num_movies: int = 1682, num_ratings: int = 100_000, seed: int = 0,
+                    min_ratings_per_user: int = 20, batch_size: int | None = None) -> tf.data.Dataset:  # fmt: skip
+    """MovieLens-shaped ratings generated in memory, as :func:`tfrank.data.load_ratings` gives them.
+
+    Element: ``{"user_id": int64 [], "movie_id": int64 [], "user_rating": float32 [], "timestamp": int64 []}``
+    (rank-1 features in batches with ``batch_size``), the schema of :func:`tfrank.data.load_ratings`. The defaults
+    are the size of MovieLens 100K: 943 users, 1682 movies, 100,000 ratings, every user with at least 20. Each
+    star rating comes from a planted user-movie affinity (a dot product of latent user and movie factors, plus a
+    movie bias and noise), so a model that learns users' preferences ranks clearly better than chance. The same
+    arguments give the same ratings, byte for byte; ratings come sorted by user, then movie, with no repeated
+    pair. :func:`tfrank.data.split` and :func:`tfrank.data.sample_lists` read them as columns, not elements.
+
+    Args:
+      num_users: users, with ids 1..num_users.
+      num_movies: movies, with ids 1..num_movies (a few may go unrated).
+      num_ratings: ratings in all; at least ``num_users * min_ratings_per_user``, at most half of all pairs.
+      seed: the generator's seed.
+      min_ratings_per_user: fewest ratings of a user.
+      batch_size: None for one rating per element; an int for batches of ratings (the last one smaller).
+    """
+    columns = generate_ratings(num_users, num_movies, num_ratings, seed, min_ratings_per_user)
+    return from_memory({name: tf.constant(column) for name, column in columns.items()}, batch_size)
 
 
 def write_movielens_csv(directory: str | os.PathLike, num_users: int, num_movies: int, num_ratings: int,
