@@ -112,5 +112,14 @@ def main(argv):
     _quiet_tensorflow.exit_without_teardown()
 
 
+def _parse_flags(argv):
+    """absl's parsing, except that a request for help exits 0 (absl exits 1 after printing it)."""
+    help_requests = {"--help": True, "-help": True, "-h": True, "-?": True, "--helpshort": True, "--helpfull": False}
+    for arg in argv[1:]:
+        if arg in help_requests:
+            app.usage(shorthelp=help_requests[arg], writeto_stdout=True, exitcode=0)
+    return app.parse_flags_with_usage(argv)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
