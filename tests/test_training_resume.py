@@ -114,9 +114,12 @@ def test_second_process_on_a_model_dir_stops_at_once(synthetic_dir, tmp_path):
         assert not (tmp_path / "run_config.json").exists()
     finally:
         holder.stdin.close()
-        holder.wait(timeout=60)
+        try:
+            holder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
     assert not (tmp_path / training.LOCK_FILE).exists()  # the holder released it on exit
-    training.run(_config(synthetic_dir, tmp_path))
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(synthetic_dir, tmp_path, capsys):

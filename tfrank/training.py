@@ -27,6 +27,11 @@ import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: the pid and host in the lock file are then the only check
+    fcntl = None
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -308,7 +313,7 @@ def _all_finite(variables: Sequence[tf.Variable]) -> bool:
 def _diverged(loss_name: str, what: str, where: str, learning_rate: float) -> TrainingDivergedError:
     return TrainingDivergedError(
         f"[{loss_name}] {what} at {where}: training diverged at learning rate {learning_rate:g}; lower "
-        "--learning_rate (or --ema_momentum) and retrain; nothing of this epoch was checkpointed or exported")
+        "--learning_rate (nothing of the diverged epoch was checkpointed or exported)")
 
 
 class _Trainer:
@@ -530,43 +535,65 @@ def _open_run(config: TrainConfig) -> Dict[str, dict]:
 
 @contextlib.contextmanager
 def _locked(model_dir: str, verbose: int) -> Iterator[None]:
-    """Holds ``<model_dir>/run.lock`` (this process's pid and host) while the run works on ``model_dir``.
+    """Holds ``<model_dir>/run.lock`` while the run works on ``model_dir``; the file names this process and host.
 
-    A lock left by a process that no longer runs on this host is taken over; a live holder, or any holder on
-    another host (whose liveness cannot be checked from here), stops this run with ModelDirLockedError.
+    The lock is an exclusive ``flock`` on the file (released by the kernel when its holder dies), checked against the
+    pid and host written in it. A lock left by a process that no longer runs on this host is taken over, and says so;
+    a live holder, or a holder on another host (which this host cannot check), stops this run with
+    ModelDirLockedError.
     """
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, LOCK_FILE)
     host, pid = socket.gethostname(), os.getpid()
     while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(path)
-            if holder is None:  # removed, or being written, by its holder this instant: look again
-                time.sleep(0.05)
-                holder = _lock_holder(path)
-                if holder is None:
-                    continue
+            holder = _claim(descriptor, path)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if holder == "replaced":  # its holder removed the file between our open and our lock: open it again
+            os.close(descriptor)
+            continue
+        if holder is not None:
             holder_pid, holder_host = holder
-            if holder_host == host and not _process_alive(holder_pid):
-                if verbose:
-                    print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs",
-                          file=sys.stderr)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-                continue
-            raise ModelDirLockedError(
-                f"--model_dir={model_dir} is in use by process {holder_pid} on {holder_host} ({path}); wait for it "
-                "to finish or use another --model_dir (remove the lock file only if that process is gone)") from None
-        with os.fdopen(descriptor, "w") as f:
-            json.dump({"pid": pid, "host": host}, f)
+            if holder_host != host or _process_alive(holder_pid):
+                os.close(descriptor)
+                raise _lock_error(model_dir, path, holder)
+            if verbose:
+                print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs",
+                      file=sys.stderr)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps({"pid": pid, "host": host}).encode(), 0)
         break
     try:
         yield
     finally:
-        if _lock_holder(path) == (pid, host):
-            os.remove(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)  # before the unlock, so a waiting opener of this file sees it replaced
+        os.close(descriptor)
+
+
+def _claim(descriptor: int, path: str):
+    """Locks the open lock file; returns its previous holder (pid, host), None, or "replaced"."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _lock_error(os.path.dirname(path), path, _lock_holder(path)) from None
+    try:
+        if os.stat(path).st_ino != os.fstat(descriptor).st_ino:
+            return "replaced"
+    except FileNotFoundError:
+        return "replaced"
+    return _lock_holder(path)
+
+
+def _lock_error(model_dir: str, path: str, holder: Optional[Tuple[int, str]]) -> ModelDirLockedError:
+    who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+    return ModelDirLockedError(
+        f"--model_dir={model_dir} is in use by {who} ({path}); wait for it to finish or use another --model_dir "
+        "(remove the lock file only if that process is gone)")
 
 
 def _lock_holder(path: str) -> Optional[Tuple[int, str]]:
