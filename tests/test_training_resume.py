@@ -165,3 +165,13 @@ def test_no_intact_checkpoint_is_an_error_not_a_restart(synthetic_dir, tmp_path)
     with pytest.raises(training.CheckpointError, match="no checkpoint in .* can be restored .*--overwrite"):
         training.run(_config(synthetic_dir, tmp_path, epochs=2))
     assert _checkpoints(tmp_path) == ["ckpt-1.index"]
+
+
+def test_a_run_that_saved_nothing_does_not_block_its_corrected_rerun(synthetic_dir, tmp_path):
+    with pytest.raises(training.TrainingDivergedError):
+        training.run(_config(synthetic_dir, tmp_path, loss=("softmax",), optimizer="sgd", learning_rate=1e30,
+                             ema_momentum=0.0))
+    results = training.run(_config(synthetic_dir, tmp_path, loss=("softmax",), optimizer="sgd", learning_rate=0.1,
+                                   ema_momentum=0.0))
+    assert results["softmax"]["learning_rate"] == pytest.approx(0.1)
+    assert json.loads((tmp_path / "run_config.json").read_text())["learning_rate"] == 0.1

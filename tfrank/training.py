@@ -506,6 +506,11 @@ def _remove_run(model_dir: str, loss_names: Sequence[str]) -> None:
             os.remove(os.path.join(model_dir, name))
 
 
+def _has_saved_training(model_dir: str, loss_names: Sequence[str]) -> bool:
+    return os.path.exists(os.path.join(model_dir, RESULTS_FILE)) or any(
+        _checkpoint_epochs(_checkpoint_dir(model_dir, name)) for name in loss_names)
+
+
 def _read_json_quietly(path: str) -> Optional[Any]:
     try:
         return _read_json(path)
@@ -520,6 +525,8 @@ def _open_run(config: TrainConfig) -> Dict[str, dict]:
     if config.overwrite:
         _remove_run(model_dir, config.loss)
     stored = _read_json(config_path)
+    if stored is not None and not _has_saved_training(model_dir, stored.get("loss", [])):
+        stored = None  # a run that saved nothing (it stopped in its first epoch) has nothing to continue
     if stored is None:
         leftovers = [name for name in config.loss if _checkpoint_epochs(_checkpoint_dir(model_dir, name))]
         if leftovers:
