@@ -25,7 +25,8 @@ flags.DEFINE_list("metrics", list(_DEFAULTS.metrics), "Metrics to report, comma 
 flags.DEFINE_string("dataset", _DEFAULTS.dataset, f"Ratings to rank: {', '.join(training.DATASETS)}. 'synthetic' "
                     "generates MovieLens 100K-shaped ratings from --seed (no files, no download).")
 flags.DEFINE_string("movielens_path", os.environ.get("TFRANK_MOVIELENS_DIR", _DEFAULTS.movielens_path),
-                    "Local GroupLens files (folder or zip); default $TFRANK_MOVIELENS_DIR, else TFDS.")
+                    "Local GroupLens files (folder or zip); empty or 'tfds': TFDS. Default: $TFRANK_MOVIELENS_DIR "
+                    "if set, else TFDS.")
 flags.DEFINE_string("tfds_data_dir", _DEFAULTS.tfds_data_dir, "TFDS data_dir when the data comes from TFDS.")
 flags.DEFINE_integer("list_size", _DEFAULTS.list_size, "Movies per training and evaluation list.")
 flags.DEFINE_integer("num_lists_per_user", _DEFAULTS.num_lists_per_user, "Training lists sampled per user.")
@@ -62,7 +63,8 @@ flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress 
                      "is not a terminal) and the results table.")
 
 # Python argument names in library messages, as the flags that set them.
-_ARGUMENTS_AS_FLAGS = ((r"\bsource=PATH\b", "--movielens_path=PATH"), (r"\bdata_dir\b", "--tfds_data_dir"))
+_ARGUMENTS_AS_FLAGS = ((r"source=PATH, ", ""), (r"source=PATH\b", "--movielens_path=PATH"),
+                       (r"source='tfds'", "--movielens_path=tfds"), (r"\bdata_dir\b", "--tfds_data_dir"))
 
 
 def _flag_message(message: str) -> str:
@@ -79,7 +81,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.ERROR)  # Keeps SavedModel's INFO and TensorFlow's warnings out of the output.
-    movielens_path = FLAGS.movielens_path or None
+    # Empty means TFDS, also when $TFRANK_MOVIELENS_DIR is set (the library would fall back to it).
+    movielens_path = FLAGS.movielens_path or "tfds"
     if FLAGS.dataset == training.SYNTHETIC and not FLAGS["movielens_path"].present:
         movielens_path = None  # $TFRANK_MOVIELENS_DIR does not apply to generated ratings
     config = training.TrainConfig(

@@ -211,3 +211,9 @@ def test_synthetic_comparison_needs_no_data_and_beats_random_scores(tmp_path):
     assert ndcg5["pairwise_hinge"] != ndcg5["mse"]
     assert "nothing was saved: pass --model_dir" in process.stdout
     assert os.listdir(tmp_path) == []
+
+
+def test_missing_ratings_file_names_the_flag_not_the_python_argument(train_main, tmp_path):
+    message = _main_error(train_main, f"--movielens_path={tmp_path}")
+    assert f"u.data not found in {tmp_path}" in message and "--movielens_path" in message
+    assert "source=" not in message

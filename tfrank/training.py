@@ -104,7 +104,8 @@ class TrainConfig:
       metrics: metric names reported on the validation and test lists; ``@k`` sets the cut-off (``ndcg@5``).
       dataset: ``movielens/100k``, ``movielens/1m``, ``movielens/20m``, ``movielens/25m``, or ``synthetic``
         (MovieLens 100K-shaped ratings generated from ``seed``; no files or download needed).
-      movielens_path: local GroupLens files (folder or zip) for a MovieLens ``dataset``; None reads TFDS.
+      movielens_path: local GroupLens files (folder or zip) for a MovieLens ``dataset``; ``"tfds"`` reads TFDS;
+        None reads ``$TFRANK_MOVIELENS_DIR`` when it is set, else TFDS.
       tfds_data_dir: TFDS ``data_dir`` when the ratings come from TFDS.
       list_size: movies per training and evaluation list.
       num_lists_per_user: training lists sampled per user.
@@ -175,7 +176,7 @@ class TrainConfig:
             raise ValueError(f"learning_rate={self.learning_rate}: must be a finite number > 0")
         if self.ema_momentum is not None and not 0 <= self.ema_momentum < 1:
             raise ValueError(f"ema_momentum={self.ema_momentum}: must be in [0, 1); 0 turns weight averaging off")
-        if self.movielens_path is not None and not os.path.exists(self.movielens_path):
+        if self.movielens_path not in (None, "tfds") and not os.path.exists(self.movielens_path):
             raise ValueError(f"movielens_path={self.movielens_path!r}: no such file or directory; "
                              "point it at the GroupLens folder or zip (e.g. .../ml-100k)")
 
