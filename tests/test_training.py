@@ -112,12 +112,12 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tfrank import training
-    config = training.TrainConfig(dataset="movielens/25m", movielens_path=sys.argv[1], loss=("pairwise_hinge",),
+    config = training.TrainConfig(dataset="movielens/25m", movielens_path=sys.argv[1], loss=("softmax",),
                                   num_lists_per_user=4, batch_size=256, epochs=2, verbose=0, metrics=("ndcg@5",))
     data = training.prepare_data(config)
-    one, one_results = training.train_one(config, "pairwise_hinge", data)
+    one, one_results = training.train_one(config, "softmax", data)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    two, two_results = training.train_one(config, "pairwise_hinge", data, strategy)
+    two, two_results = training.train_one(config, "softmax", data, strategy)
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "max_weight_difference": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -130,6 +130,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 def test_two_replica_mirrored_training_equals_one_replica(synthetic_dir):
+    # Softmax with weight averaging: a ranking loss that is a mean over the lists, exercising the moving average too.
     # Each replica takes half of every batch (800 lists: batches of 256 and a last one of 32 split evenly) and the
     # gradients are summed, so two replicas must train the same weights as one.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
