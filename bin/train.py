@@ -104,7 +104,7 @@ def main(argv):
         training.run(config)
     except MovieLensUnavailableError as error:
         _error(f"{error} Or train on generated ratings with --dataset=synthetic.")
-    except (training.RunError, ValueError, FileNotFoundError) as error:
+    except (training.RunError, ValueError, OSError) as error:  # OSError: e.g. FileNotFoundError, PermissionError
         _error(str(error))
     except tf.errors.OpError as error:  # raised lazily while a tf.data pipeline is read, e.g. a malformed line
         _error(training.first_error_line(error))

@@ -1,5 +1,6 @@
 """bin/train.py and bin/rank.py as users run them: real flags, real MovieLens files, real exit codes."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -217,3 +218,18 @@ def test_missing_ratings_file_names_the_flag_not_the_python_argument(train_main,
     message = _main_error(train_main, f"--movielens_path={tmp_path}")
     assert f"u.data not found in {tmp_path}" in message and "--movielens_path" in message
     assert "source=" not in message
+
+
+def test_every_config_field_is_a_flag_of_the_same_name_and_default(train_main):
+    for field in dataclasses.fields(training.TrainConfig):
+        default = flags.FLAGS[field.name].default
+        if field.name == "movielens_path":
+            assert default == os.environ.get("TFRANK_MOVIELENS_DIR")
+        else:
+            assert (tuple(default) if isinstance(default, list) else default) == field.default, field.name
+
+
+def test_unwritable_model_dir_is_one_line(train_main, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert str(blocker) in _main_error(train_main, "--dataset=synthetic", f"--model_dir={blocker / 'model'}")
