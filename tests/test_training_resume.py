@@ -175,3 +175,14 @@ def test_a_run_that_saved_nothing_does_not_block_its_corrected_rerun(synthetic_d
                                    ema_momentum=0.0))
     assert results["softmax"]["learning_rate"] == pytest.approx(0.1)
     assert json.loads((tmp_path / "run_config.json").read_text())["learning_rate"] == 0.1
+
+
+def test_finished_run_asked_for_other_metrics_is_evaluated_but_not_exported_again(synthetic_dir, tmp_path):
+    export_dir = tmp_path / "export"
+    first = training.run(_config(synthetic_dir, tmp_path / "model", export_dir=str(export_dir)))
+    again = training.run(_config(synthetic_dir, tmp_path / "model", export_dir=str(export_dir),
+                                 metrics=("ndcg@5", "map")))
+    assert again["pairwise_hinge"]["test"]["ndcg@5"] == first["pairwise_hinge"]["test"]["ndcg@5"]
+    assert 0.0 < again["pairwise_hinge"]["test"]["map"] <= 1.0
+    assert sorted(os.listdir(export_dir / "pairwise_hinge")) == ["1"]
+    assert again["pairwise_hinge"]["export_path"] == str(export_dir / "pairwise_hinge" / "1")

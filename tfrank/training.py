@@ -687,8 +687,9 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
     With ``config.model_dir`` it checkpoints every epoch to ``<model_dir>/<loss>/checkpoints`` and resumes from the
     newest intact checkpoint; TensorBoard scalars (``train/loss`` and ``val/<metric>`` each epoch, ``test/<metric>``
     at the end) go to ``<model_dir>/<loss>/logs``. A model already trained for ``config.epochs`` epochs whose
-    ``stored_result`` has every metric is not evaluated again: that result is returned, with ``"already_trained":
-    True``, and nothing is written.
+    ``stored_result`` has every metric is not evaluated again: that result is returned. A model trained before this
+    call is marked ``"already_trained": True`` in the result (and keeps the stored ``export_path``); nothing is
+    written for it.
 
     Raises:
       TrainingDivergedError: a training loss, a weight or a score became NaN or infinite.
@@ -703,13 +704,15 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
         restored = _restore_latest(trainer, checkpoint_dir, config.verbose)
         manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=2,
                                              checkpoint_name=_CHECKPOINT_PREFIX)
-        if restored and int(trainer.epoch) >= config.epochs and _has_metrics(stored_result, config.metrics):
+        if restored and int(trainer.epoch) >= config.epochs:
+            stored = _has_metrics(stored_result, config.metrics)
             if config.verbose:
                 print(f"[{loss_name}] already trained for {int(trainer.epoch)} epochs in {loss_dir}; "
-                      "reporting its stored results")
-            trainer.finalize()
-            return trainer.model, {**stored_result, "already_trained": True}
-        if restored and config.verbose:
+                      + ("reporting its stored results" if stored else "evaluating it for the metrics asked for"))
+            if stored:
+                trainer.finalize()
+                return trainer.model, {**stored_result, "already_trained": True}
+        elif restored and config.verbose:
             print(f"[{loss_name}] resuming after epoch {int(trainer.epoch)} from {restored}")
     lists_per_second = []
     progress = config.verbose > 0 and sys.stdout.isatty()
@@ -756,6 +759,10 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
     result["ema_momentum"] = trainer.ema_momentum
     if lists_per_second:
         result["train_lists_per_second"] = float(np.median(lists_per_second))
+    elif loss_dir and int(trainer.epoch) > 0:  # trained before this call: the same model as the stored result's
+        result["already_trained"] = True
+        if stored_result and "export_path" in stored_result:
+            result["export_path"] = stored_result["export_path"]
     if writer and lists_per_second:
         with writer.as_default(step=int(trainer.epoch)):
             for name, value in result["test"].items():
