@@ -96,7 +96,7 @@ def test_checkpoints_without_a_run_config_are_not_resumed(synthetic_dir, tmp_pat
 _HOLDER = textwrap.dedent("""
     import sys
     from tfrank import training
-    with training._locked(sys.argv[1], verbose=0):
+    with training._locked(sys.argv[1]):
         print("locked", flush=True)
         sys.stdin.read()
 """)
@@ -126,7 +126,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(synthetic_dir, tmp_path, cap
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
     (tmp_path / training.LOCK_FILE).write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname()}))
-    training.run(_config(synthetic_dir, tmp_path, verbose=1))
+    training.run(_config(synthetic_dir, tmp_path))
     assert f"taking over the stale lock {tmp_path / training.LOCK_FILE} of process {dead_pid}" in (
         capsys.readouterr().err)
     assert _checkpoints(tmp_path) == ["ckpt-1.index"]

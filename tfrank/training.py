@@ -542,7 +542,7 @@ def _open_run(config: TrainConfig) -> Dict[str, dict]:
 
 
 @contextlib.contextmanager
-def _locked(model_dir: str, verbose: int) -> Iterator[None]:
+def _locked(model_dir: str) -> Iterator[None]:
     """Holds ``<model_dir>/run.lock`` while the run works on ``model_dir``; the file names this process and host.
 
     The lock is an exclusive ``flock`` on the file (released by the kernel when its holder dies), checked against the
@@ -568,9 +568,7 @@ def _locked(model_dir: str, verbose: int) -> Iterator[None]:
             if holder_host != host or _process_alive(holder_pid):
                 os.close(descriptor)
                 raise _lock_error(model_dir, path, holder)
-            if verbose:
-                print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs",
-                      file=sys.stderr)
+            print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs", file=sys.stderr)
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps({"pid": pid, "host": host}).encode(), 0)
         break
@@ -811,7 +809,7 @@ def run(config: TrainConfig) -> Dict[str, dict]:
     with contextlib.ExitStack() as stack:
         stored_results = {}
         if config.model_dir:
-            stack.enter_context(_locked(config.model_dir, config.verbose))
+            stack.enter_context(_locked(config.model_dir))
             stored_results = _open_run(config)
         stack.enter_context(_op_determinism(config.deterministic))
         if config.deterministic:
