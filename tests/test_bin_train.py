@@ -121,7 +121,14 @@ def train_main():
     spec = importlib.util.spec_from_file_location("tfrank_bin_train", TRAIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+
+    def finished(status=0):  # main ends a successful run with os._exit, which would end pytest with status 0
+        raise AssertionError(f"bin/train.py main finished a run (status {status}) instead of failing")
+
+    exit_without_teardown = module._quiet_tensorflow.exit_without_teardown
+    module._quiet_tensorflow.exit_without_teardown = finished
     yield module.main
+    module._quiet_tensorflow.exit_without_teardown = exit_without_teardown
     flags.FLAGS.unparse_flags()
 
 
@@ -174,6 +181,7 @@ def test_model_dir_in_use_is_one_line(train_main, tmp_path):
 def test_rerun_with_other_flags_is_one_line_naming_them(train_main, tmp_path):
     (tmp_path / "run_config.json").write_text(json.dumps(
         {**training._identity(training.TrainConfig(dataset="synthetic")), "epochs": 5}))
+    (tmp_path / "results.json").write_text("{}")  # the run saved something, so it is one to continue
     message = _main_error(train_main, "--dataset=synthetic", f"--model_dir={tmp_path}", "--embedding_dim=8")
     assert "--embedding_dim=8 (the run has 32)" in message and "--overwrite" in message
 
