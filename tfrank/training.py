@@ -778,14 +778,17 @@ def _has_metrics(result: Optional[dict], metric_names: Sequence[str]) -> bool:
 @contextlib.contextmanager
 def _op_determinism(enabled: bool) -> Iterator[None]:
     """TensorFlow op determinism inside the block, as it was outside (it is process-wide)."""
-    was_enabled = tf_config.is_op_determinism_enabled()
-    if enabled and not was_enabled:
+    # TensorFlow's public API can only turn determinism on; its internal switch (if present) restores the caller's.
+    is_enabled = getattr(tf_config, "is_op_determinism_enabled", lambda: False)
+    disable = getattr(tf_config, "disable_op_determinism", None)
+    turned_on = enabled and not is_enabled()
+    if turned_on:
         tf.config.experimental.enable_op_determinism()
     try:
         yield
     finally:
-        if enabled and not was_enabled:
-            tf_config.disable_op_determinism()
+        if turned_on and disable is not None:
+            disable()
 
 
 def _export_target(config: TrainConfig, loss_name: str) -> str:
