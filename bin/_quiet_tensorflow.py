@@ -5,9 +5,9 @@ The binaries in bin/ import this before anything else.
 TF_CPP_MIN_LOG_LEVEL=3 silences TensorFlow's C++ logging, but its CUDA probe logs through absl before logging is
 set up, whatever the level, so stderr is muted while TensorFlow loads (a failing import still raises, loudly).
 
-Python's cycle collector is off while TensorFlow imports, and the ~270,000 objects the import leaves are then frozen
-(``gc.freeze``): they live as long as the process, and each full collection walked all of them. Measured here: the
-import took 2.7 s instead of 3.2 s, and a training run no longer pauses 0.2 s for a full collection (BUILD.md).
+Python's cycle collector is off while TensorFlow imports, and the hundreds of thousands of objects the import leaves
+are then frozen (``gc.freeze``): they live as long as the process, and each full collection would walk all of them,
+which made the import slower and paused training runs (timings: BUILD.md).
 """
 
 import gc
@@ -27,7 +27,7 @@ finally:
 
 
 def exit_without_teardown(status: int = 0) -> None:
-    """Ends the process without Python's interpreter teardown, which takes about 1 s after TensorFlow here.
+    """Ends the process without Python's interpreter teardown, which is slow after TensorFlow (BUILD.md).
 
     Exit handlers run first and the standard streams are flushed, so nothing written is lost (every file tfrank
     writes is closed or flushed before its function returns); only the module teardown is skipped.

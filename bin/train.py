@@ -1,71 +1,129 @@
 """Trains, evaluates and exports MovieLens ranking models: python bin/train.py --loss=pairwise_hinge.
 
 `--loss=mse,pairwise_hinge` trains one model per loss and prints a comparison table (the Keras-RS tutorial's
-experiment in one command).
+experiment in one command); `--dataset=synthetic` runs it on generated ratings, with no data files or download.
+Every error is one line on stderr and a non-zero exit status.
 """
 
 import os
+import re
 import sys
 
 import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up noise)
+import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from tfrank import training  # noqa: E402
+from tfrank import losses, metrics, training  # noqa: E402
 from tfrank.data import MovieLensUnavailableError  # noqa: E402
 
+_DEFAULTS = training.TrainConfig()
 FLAGS = flags.FLAGS
-flags.DEFINE_list("loss", ["pairwise_hinge"], "Registered loss name(s), comma separated; one model per loss. "
-                  "See tfrank.losses.names().")
-flags.DEFINE_list("metrics", list(training.DEFAULT_METRICS), "Metrics to report; '@k' sets the cut-off.")
-flags.DEFINE_enum("dataset", "movielens/100k", training.DATASETS, "MovieLens ratings to rank.")
-flags.DEFINE_string("movielens_path", os.environ.get("TFRANK_MOVIELENS_DIR"),
-                    "Local GroupLens files (folder or zip); default $TFRANK_MOVIELENS_DIR, else TFDS.")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir when the data comes from TFDS.")
-flags.DEFINE_integer("list_size", 5, "Movies per training and evaluation list.")
-flags.DEFINE_integer("num_lists_per_user", 50, "Training lists sampled per user.")
-flags.DEFINE_integer("eval_lists_per_user", 1, "Validation and test lists sampled per user.")
-flags.DEFINE_integer("embedding_dim", 32, "User and movie embedding size.")
-flags.DEFINE_integer("batch_size", 1024, "Lists per training batch.")
-flags.DEFINE_integer("epochs", 5, "Passes over the training lists.")
-flags.DEFINE_float("learning_rate", None,
+flags.DEFINE_list("loss", list(_DEFAULTS.loss), "Loss name(s), comma separated; one model per loss. One of: "
+                  f"{', '.join(losses.names())}.")
+flags.DEFINE_list("metrics", list(_DEFAULTS.metrics), "Metrics to report, comma separated; '@k' sets the cut-off "
+                  f"(ndcg@5). One of: {', '.join(metrics.names())}.")
+flags.DEFINE_string("dataset", _DEFAULTS.dataset, f"Ratings to rank: {', '.join(training.DATASETS)}. 'synthetic' "
+                    "generates MovieLens 100K-shaped ratings from --seed (no files, no download).")
+flags.DEFINE_string("movielens_path", os.environ.get("TFRANK_MOVIELENS_DIR", _DEFAULTS.movielens_path),
+                    "Local GroupLens files (folder or zip); empty or 'tfds': TFDS. Default: $TFRANK_MOVIELENS_DIR "
+                    "if set, else TFDS.")
+flags.DEFINE_string("tfds_data_dir", _DEFAULTS.tfds_data_dir, "TFDS data_dir when the data comes from TFDS.")
+flags.DEFINE_integer("list_size", _DEFAULTS.list_size, "Movies per training and evaluation list.")
+flags.DEFINE_integer("num_lists_per_user", _DEFAULTS.num_lists_per_user, "Training lists sampled per user.")
+flags.DEFINE_integer("eval_lists_per_user", _DEFAULTS.eval_lists_per_user, "Validation and test lists per user.")
+flags.DEFINE_integer("embedding_dim", _DEFAULTS.embedding_dim, "User and movie embedding size.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Lists per training batch.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Passes over the training lists (>= 1). A rerun on a --model_dir "
+                     "with more epochs continues its training.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                    f"Optimizer learning rate. Adagrad default: {training.POINTWISE_LEARNING_RATE} for pointwise "
                    f"losses (mse, sigmoid_cross_entropy), {training.RANKING_LEARNING_RATE} for ranking losses (the "
-                   "tutorial's 0.1 under-trains TF-Ranking-scaled losses); other optimizers: Keras's default.")
-flags.DEFINE_enum("optimizer", "adagrad", training.OPTIMIZERS, "Optimizer.")
-flags.DEFINE_float("ema_momentum", None,
+                   "tutorial's 0.1 under-trains TF-Ranking-scaled losses); other optimizers: Keras's default. A run "
+                   "whose loss becomes NaN stops and says to lower it.")
+flags.DEFINE_string("optimizer", _DEFAULTS.optimizer, f"Optimizer: {', '.join(training.OPTIMIZERS)}.")
+flags.DEFINE_float("ema_momentum", _DEFAULTS.ema_momentum,
                    "Evaluate and export a moving average of the weights with this momentum; 0 turns it off. "
                    f"Default: {training.RANKING_EMA_MOMENTUM} for ranking losses, off for pointwise losses.")
-flags.DEFINE_integer("seed", 42, "Seed of the split, the list sampling, the shuffles and the initial weights.")
-flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and results.json; a rerun resumes here.")
-flags.DEFINE_string("export_dir", None, "SavedModel export base: <export_dir>/<version> for TF Serving.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the split, the list sampling, the shuffles and the initial "
+                     "weights (and of the ratings with --dataset=synthetic).")
+flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
+                     "TensorFlow op determinism: the same command gives bit-identical numbers on the same machine. "
+                     "--nodeterministic turns it off (it costs little here; BUILD.md).")
+flags.DEFINE_string("model_dir", _DEFAULTS.model_dir,
+                    "The run's config, checkpoints (one per epoch), TensorBoard logs and results.json. A rerun with "
+                    "the same flags resumes it (a larger --epochs continues training) or reports a finished run; "
+                    "other flags are refused unless --overwrite. One process at a time (run.lock).")
+flags.DEFINE_boolean("overwrite", _DEFAULTS.overwrite,
+                     "Start again on a --model_dir that holds a run: removes its config, checkpoints, logs and "
+                     "results first (exports are kept).")
+flags.DEFINE_string("export_dir", _DEFAULTS.export_dir,
+                    "SavedModel exports, always <export_dir>/<loss>/<version> (one folder per loss, also for a "
+                    "single loss; the next version each run); point TF Serving's model_base_path at "
+                    "<export_dir>/<loss>.")
+flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress (one line per epoch when stdout "
+                     "is not a terminal) and the results table.")
+
+# Python argument names in library messages, as the flags that set them.
+_ARGUMENTS_AS_FLAGS = ((r"source=PATH, ", ""), (r"source=PATH\b", "--movielens_path=PATH"),
+                       (r"source='tfds'", "--movielens_path=tfds"), (r"\bdata_dir\b", "--tfds_data_dir"))
+
+
+def _flag_message(message: str) -> str:
+    for argument, flag in _ARGUMENTS_AS_FLAGS:
+        message = re.sub(argument, flag, message)
+    return " ".join(message.split())  # one line
+
+
+def _error(message: str) -> None:
+    sys.exit(f"train.py: error: {_flag_message(message)}")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)  # Keeps SavedModel's INFO lines out of the progress output.
+    logging.set_verbosity(logging.ERROR)  # Keeps SavedModel's INFO and TensorFlow's warnings out of the output.
+    # Empty means TFDS, also when $TFRANK_MOVIELENS_DIR is set (the library would fall back to it).
+    movielens_path = FLAGS.movielens_path or "tfds"
+    if FLAGS.dataset == training.SYNTHETIC and not FLAGS["movielens_path"].present:
+        movielens_path = None  # $TFRANK_MOVIELENS_DIR does not apply to generated ratings
     config = training.TrainConfig(
-        losses=tuple(FLAGS.loss), metrics=tuple(FLAGS.metrics), dataset=FLAGS.dataset,
-        movielens_path=FLAGS.movielens_path or None, tfds_data_dir=FLAGS.tfds_data_dir, list_size=FLAGS.list_size,
-        num_lists_per_user=FLAGS.num_lists_per_user, eval_lists_per_user=FLAGS.eval_lists_per_user,
-        embedding_dim=FLAGS.embedding_dim, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum,
-        seed=FLAGS.seed,
-        model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir)
+        loss=tuple(FLAGS.loss), metrics=tuple(FLAGS.metrics), dataset=FLAGS.dataset, movielens_path=movielens_path,
+        tfds_data_dir=FLAGS.tfds_data_dir, list_size=FLAGS.list_size, num_lists_per_user=FLAGS.num_lists_per_user,
+        eval_lists_per_user=FLAGS.eval_lists_per_user, embedding_dim=FLAGS.embedding_dim,
+        batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
+        optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
+        export_dir=FLAGS.export_dir, verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
+        overwrite=FLAGS.overwrite)
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.
-        sys.exit(f"train.py: error: --{error}")
+        _error(f"--{error}")
+    if config.epochs == 0:
+        _error("--epochs=0: must be >= 1; a run trains at least one epoch (tfrank.training.run with epochs=0 "
+               "evaluates an untrained model)")
     try:
         training.run(config)
-    except (MovieLensUnavailableError, FileNotFoundError) as error:
-        sys.exit(f"train.py: error: {error}")
+    except MovieLensUnavailableError as error:
+        _error(f"{error} Or train on generated ratings with --dataset=synthetic.")
+    except (training.RunError, ValueError, OSError) as error:  # OSError: e.g. FileNotFoundError, PermissionError
+        _error(str(error))
+    except tf.errors.OpError as error:  # raised lazily while a tf.data pipeline is read, e.g. a malformed line
+        _error(training.first_error_line(error))
     except ModuleNotFoundError as error:
         if error.name != "importlib_resources":
             raise
-        sys.exit(f"train.py: error: {error}")
+        _error(str(error))
     _quiet_tensorflow.exit_without_teardown()
 
 
+def _parse_flags(argv):
+    """absl's parsing, except that a request for help exits 0 (absl exits 1 after printing it)."""
+    help_requests = {"--help": True, "-help": True, "-h": True, "-?": True, "--helpshort": True, "--helpfull": False}
+    for arg in argv[1:]:
+        if arg in help_requests:
+            app.usage(shorthelp=help_requests[arg], writeto_stdout=True, exitcode=0)
+    return app.parse_flags_with_usage(argv)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -30,7 +30,7 @@ def _config(path, **overrides):
 
 
 def test_run_returns_val_and_test_metrics_for_each_loss(synthetic_dir, tmp_path):
-    config = _config(synthetic_dir, losses=("mse", "pairwise_hinge"), model_dir=str(tmp_path))
+    config = _config(synthetic_dir, loss=("mse", "pairwise_hinge"), model_dir=str(tmp_path))
     results = training.run(config)
     assert set(results) == {"mse", "pairwise_hinge"}
     for by_split in results.values():
@@ -83,9 +83,15 @@ def test_finished_run_is_not_trained_again(synthetic_dir, tmp_path):
 
 
 def test_export_goes_to_versions_per_loss(synthetic_dir, tmp_path):
-    results = training.run(_config(synthetic_dir, losses=("softmax", "mse"), export_dir=str(tmp_path)))
+    results = training.run(_config(synthetic_dir, loss=("softmax", "mse"), export_dir=str(tmp_path)))
     assert results["softmax"]["export_path"] == os.path.join(str(tmp_path), "softmax", "1")
     assert sorted(os.listdir(tmp_path / "mse")) == ["1"]
+
+
+def test_a_single_loss_exports_to_its_own_folder_too(synthetic_dir, tmp_path):
+    results = training.run(_config(synthetic_dir, loss=("mse",), export_dir=str(tmp_path)))
+    assert results["mse"]["export_path"] == os.path.join(str(tmp_path), "mse", "1")
+    assert sorted(os.listdir(tmp_path)) == ["mse"]
 
 
 def test_training_lists_are_the_same_for_the_same_seed(synthetic_dir):
@@ -106,12 +112,12 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tfrank import training
-    config = training.TrainConfig(dataset="movielens/25m", movielens_path=sys.argv[1], losses=("pairwise_hinge",),
+    config = training.TrainConfig(dataset="movielens/25m", movielens_path=sys.argv[1], loss=("softmax",),
                                   num_lists_per_user=4, batch_size=256, epochs=2, verbose=0, metrics=("ndcg@5",))
     data = training.prepare_data(config)
-    one, one_results = training.train_one(config, "pairwise_hinge", data)
+    one, one_results = training.train_one(config, "softmax", data)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    two, two_results = training.train_one(config, "pairwise_hinge", data, strategy)
+    two, two_results = training.train_one(config, "softmax", data, strategy)
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "max_weight_difference": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -124,6 +130,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 def test_two_replica_mirrored_training_equals_one_replica(synthetic_dir):
+    # Softmax with weight averaging: a ranking loss that is a mean over the lists, exercising the moving average too.
     # Each replica takes half of every batch (800 lists: batches of 256 and a last one of 32 split evenly) and the
     # gradients are summed, so two replicas must train the same weights as one.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -138,15 +145,100 @@ def test_two_replica_mirrored_training_equals_one_replica(synthetic_dir):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(losses=("no_such_loss",)), "loss='no_such_loss'"),
+    (dict(loss=("no_such_loss",)), "loss='no_such_loss'"),
+    (dict(loss=("mse", "mse")), "loss=mse,mse: names a loss twice"),
     (dict(metrics=("ndcg@0",)), "metrics='ndcg@0'"),
     (dict(list_size=0), "list_size=0: must be >= 1"),
     (dict(epochs=-1), "epochs=-1: must be >= 0"),
     (dict(optimizer="rmsprop"), "optimizer='rmsprop': must be one of adagrad, adam, sgd"),
     (dict(dataset="movielens/10k"), "dataset='movielens/10k'"),
-    (dict(learning_rate=0.0), "learning_rate=0.0: must be > 0"),
+    (dict(learning_rate=0.0), "learning_rate=0.0: must be a finite number > 0"),
+    (dict(learning_rate=float("inf")), "learning_rate=inf: must be a finite number > 0"),
     (dict(movielens_path="/no/such/dir"), "movielens_path='/no/such/dir'"),
 ])
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         training.TrainConfig(**overrides).validate()
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(loss=("softmax",), optimizer="sgd", learning_rate=1e30, ema_momentum=0.0),
+    dict(loss=("list_mle",), learning_rate=1e4, epochs=2),
+])
+def test_diverging_run_stops_naming_the_loss_and_saves_nothing(synthetic_dir, tmp_path, overrides):
+    config = _config(synthetic_dir, model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "export"),
+                     **overrides)
+    with pytest.raises(training.TrainingDivergedError) as error:
+        training.run(config)
+    message = str(error.value)
+    assert f"[{config.loss[0]}]" in message and "epoch 1" in message and "lower --learning_rate" in message
+    assert "\n" not in message
+    assert not list((tmp_path / "model").glob("*/checkpoints/ckpt-*"))
+    assert not (tmp_path / "export").exists() or not list((tmp_path / "export").rglob("saved_model.pb"))
+    assert not (tmp_path / "model" / "results.json").exists()
+
+
+def test_weights_that_become_infinite_stop_the_run_before_the_checkpoint(synthetic_dir, tmp_path, monkeypatch):
+    # The loss is computed before the step's update, so a last update to Inf shows only in the weights.
+    def fit_epoch_to_infinity(trainer, *args, **kwargs):
+        trainer.model.trainable_variables[0].assign(tf.fill(trainer.model.trainable_variables[0].shape, np.inf))
+        return 0.5, 1.0
+
+    monkeypatch.setattr(training._Trainer, "fit_epoch", fit_epoch_to_infinity)
+    with pytest.raises(training.TrainingDivergedError, match=r"a weight became NaN or infinite at the end of epoch 1"):
+        training.run(_config(synthetic_dir, model_dir=str(tmp_path)))
+    assert not list(tmp_path.glob("*/checkpoints/ckpt-*"))
+
+
+def test_same_config_gives_bit_identical_results_and_leaves_determinism_as_it_was(synthetic_dir):
+    from tensorflow.python.framework import config as tf_config
+
+    config = _config(synthetic_dir, loss=("softmax",), epochs=2)
+    first, second = training.run(config), training.run(config)
+    assert first["softmax"]["test"] == second["softmax"]["test"]
+    assert first["softmax"]["val"] == second["softmax"]["val"]
+    assert not tf_config.is_op_determinism_enabled()
+
+
+def test_results_json_describes_only_the_run_that_wrote_it(synthetic_dir, tmp_path):
+    training.run(_config(synthetic_dir, loss=("mse", "pairwise_hinge"), model_dir=str(tmp_path / "model")))
+    results = training.run(_config(synthetic_dir, loss=("softmax",), model_dir=str(tmp_path / "model"),
+                                   export_dir=str(tmp_path / "export"), overwrite=True))
+    written = json.loads((tmp_path / "model" / "results.json").read_text())
+    assert set(written) == {"softmax"}
+    assert written["softmax"]["export_path"] == results["softmax"]["export_path"] == str(
+        tmp_path / "export" / "softmax" / "1")
+    assert written["softmax"]["epochs"] == 1
+
+
+def _scalars(log_dir):
+    """``{tag: [(step, value), ...]}`` read back from the TensorBoard event files in ``log_dir``."""
+    scalars = {}
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    return scalars
+
+
+def test_tensorboard_has_validation_curves_and_train_loss_per_epoch(synthetic_dir, tmp_path):
+    results = training.run(_config(synthetic_dir, epochs=3, model_dir=str(tmp_path)))
+    scalars = _scalars(tmp_path / "pairwise_hinge" / "logs")
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2, 3]
+    assert [step for step, _ in scalars["val/ndcg@5"]] == [1, 2, 3]
+    assert [step for step, _ in scalars["test/ndcg@5"]] == [3]
+    # The curves are of the weights that are evaluated and exported (the moving average), so they end at the result.
+    assert scalars["val/ndcg@5"][-1][1] == pytest.approx(results["pairwise_hinge"]["val"]["ndcg@5"])
+    assert scalars["test/mrr"][-1][1] == pytest.approx(results["pairwise_hinge"]["test"]["mrr"])
+    assert len({value for _, value in scalars["train/loss"]}) == 3
+
+
+def test_synthetic_dataset_needs_no_files_and_follows_the_seed(monkeypatch):
+    monkeypatch.delenv("TFRANK_MOVIELENS_DIR", raising=False)
+    config = training.TrainConfig(dataset="synthetic", num_lists_per_user=2, seed=5)
+    first, again = training.prepare_data(config), training.prepare_data(config)
+    other_seed = training.prepare_data(dataclasses.replace(config, seed=6))
+    assert len(first.user_vocabulary) == 943 and len(first.movie_vocabulary) > 1000
+    assert first.num_train_lists == 943 * 2
+    assert np.array_equal(first.train_labels.numpy(), again.train_labels.numpy())
+    assert not np.array_equal(first.train_features["movie_id"].numpy(), other_seed.train_features["movie_id"].numpy())

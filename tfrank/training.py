@@ -2,21 +2,43 @@
 
 The training loop is a ``tf.function`` step run through ``strategy.run`` rather than ``model.fit``: Keras 3's
 ``fit`` does not work under ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585), while this loop
-does, so distributed training is a change of strategy, not a rewrite. Progress is shown with
-``keras.utils.Progbar``; checkpoints after every epoch make a killed run resume where it stopped.
+does, so distributed training is a change of strategy, not a rewrite.
+
+A run users can trust:
+  - it fails loud: a NaN or infinite training loss, weight or score stops the run with :class:`TrainingDivergedError`
+    before anything of the broken model is checkpointed or exported;
+  - the same config gives the same numbers, bit for bit, on the same machine (``deterministic=True``);
+  - ``model_dir`` holds one run: its config (``run_config.json``), one checkpoint per epoch per loss, TensorBoard logs
+    and ``results.json``. A rerun resumes that run only when it asks for the same training (``epochs`` may grow);
+    anything else stops with :class:`RunMismatchError` unless ``overwrite`` starts again. A lock file keeps a second
+    process out (:class:`ModelDirLockedError`), and a damaged checkpoint falls back to the newest intact one.
 """
 
+import contextlib
 import dataclasses
+import glob
 import json
 import math
 import os
+import re
+import shutil
+import socket
+import sys
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the pid and host in the lock file are then the only check
+    fcntl = None
 
 import keras
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow.core.framework import summary_pb2
+from tensorflow.python.framework import config as tf_config
+from tensorflow.python.training import checkpoint_state_pb2
 
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
@@ -25,29 +47,90 @@ from tfrank import metrics as tfrank_metrics
 from tfrank import models
 from tfrank import optimizers as tfrank_optimizers
 
-DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m")
+SYNTHETIC = "synthetic"
+DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m", SYNTHETIC)
+# The shape of the generated ratings of dataset="synthetic": MovieLens 100K's users, movies and ratings.
+SYNTHETIC_SHAPE = {"num_users": 943, "num_movies": 1682, "num_ratings": 100_000}
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "mrr", "map")
 # Adagrad learning rates when none is given. TF-Ranking-exact ranking losses average over list items, so they are
 # list_size times smaller than Keras-RS's per-list sums and under-train at the tutorial's 0.1; pointwise losses
-# (the tutorial's MSE) are best at 0.1 and fall to near-random quality at 0.5. Sweeps behind both: BUILD.md.
+# (the tutorial's MSE) are best at 0.1 and fall to near-random quality at a few times that (sweeps: BUILD.md).
 RANKING_LEARNING_RATE = 1.0
 POINTWISE_LEARNING_RATE = 0.1
-# Ranking losses evaluate and export a moving average of the weights, not the last step's: on MovieLens 100K it
-# lifts pairwise hinge test nDCG@5 from 0.9297 to 0.9314 (3 seeds; BUILD.md). Pointwise losses are still improving
-# fast at epoch 5, so the lagging average costs them (MSE 0.9084 -> 0.9024) and they keep their last weights.
+# Ranking losses evaluate and export a moving average of the weights, not the last step's: it lifts their test
+# quality (BUILD.md). Pointwise losses are still improving fast at the last epoch, so the lagging average costs them
+# and they keep their last weights.
 RANKING_EMA_MOMENTUM = 0.99
 RESULTS_FILE = "results.json"
+RUN_CONFIG_FILE = "run_config.json"
+LOCK_FILE = "run.lock"
+# Fields that may change between a run and its continuation: they do not change what is trained (epochs may only
+# grow, which the checkpoints check), or they say where things are read from or written to.
+RESUMABLE_FIELDS = ("epochs", "metrics", "verbose", "movielens_path", "tfds_data_dir", "model_dir", "export_dir",
+                    "overwrite", "deterministic")
 # TensorBoard's scalar plugin tag, so scalars are written with TF alone (TF 2.21 no longer installs TensorBoard).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
+_CHECKPOINT_PREFIX = "ckpt"
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on; the message is one line naming the cause and the fix."""
+
+
+class TrainingDivergedError(RunError):
+    """The training loss, the weights or the scores became NaN or infinite."""
+
+
+class RunMismatchError(RunError):
+    """``model_dir`` holds a run trained with a different config than the one asked for."""
+
+
+class ModelDirLockedError(RunError):
+    """Another live process is running on the same ``model_dir``."""
+
+
+class CheckpointError(RunError):
+    """The checkpoints in ``model_dir`` are damaged and none of them can be restored."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything one run needs; field names match ``bin/train.py``'s flags."""
+    """Everything one run needs; each field is the ``bin/train.py`` flag of the same name, and its default.
 
-    losses: Tuple[str, ...] = ("pairwise_hinge",)
+    Attributes:
+      loss: registered loss names (``tfrank.losses.names()``); one model is trained per loss.
+      metrics: metric names reported on the validation and test lists; ``@k`` sets the cut-off (``ndcg@5``).
+      dataset: ``movielens/100k``, ``movielens/1m``, ``movielens/20m``, ``movielens/25m``, or ``synthetic``
+        (MovieLens 100K-shaped ratings generated from ``seed``; no files or download needed).
+      movielens_path: local GroupLens files (folder or zip) for a MovieLens ``dataset``; ``"tfds"`` reads TFDS;
+        None reads ``$TFRANK_MOVIELENS_DIR`` when it is set, else TFDS.
+      tfds_data_dir: TFDS ``data_dir`` when the ratings come from TFDS.
+      list_size: movies per training and evaluation list.
+      num_lists_per_user: training lists sampled per user.
+      eval_lists_per_user: validation and test lists sampled per user.
+      embedding_dim: user and movie embedding size.
+      batch_size: lists per training batch.
+      epochs: passes over the training lists; a rerun on ``model_dir`` with more epochs continues training. 0
+        evaluates the untrained model (a random-scores baseline).
+      learning_rate: the optimizer's learning rate; None gives Adagrad ``default_learning_rate(loss)`` per loss and
+        other optimizers Keras's default.
+      optimizer: ``adagrad``, ``adam`` or ``sgd``.
+      ema_momentum: evaluate and export a moving average of the weights with this momentum; 0 turns it off, None
+        gives ``default_ema_momentum(loss)`` per loss.
+      seed: seeds the split, the list sampling, the per-epoch shuffles and the initial weights.
+      model_dir: where the run keeps its config, checkpoints, TensorBoard logs and ``results.json``; None saves none.
+      export_dir: SavedModels go to ``<export_dir>/<loss>/<version>``; None exports nothing.
+      verbose: 0 prints nothing; 1 prints progress (a bar on a terminal, one line per epoch otherwise) and the
+        results table.
+      deterministic: TensorFlow op determinism during the run, so that the same config gives bit-identical numbers
+        on the same machine.
+      overwrite: start again on a ``model_dir`` that holds a run: its config, checkpoints, logs and results are
+        removed first (exports are kept; the new run exports the next version).
+    """
+
+    loss: Tuple[str, ...] = ("pairwise_hinge",)
     metrics: Tuple[str, ...] = DEFAULT_METRICS
     dataset: str = "movielens/100k"
     movielens_path: Optional[str] = None
@@ -58,24 +141,28 @@ class TrainConfig:
     embedding_dim: int = 32
     batch_size: int = 1024
     epochs: int = 5
-    learning_rate: Optional[float] = None  # None: default_learning_rate(loss) for each loss.
+    learning_rate: Optional[float] = None
     optimizer: str = "adagrad"
-    ema_momentum: Optional[float] = None  # None: default_ema_momentum(loss); 0 disables weight averaging.
+    ema_momentum: Optional[float] = None
     seed: int = 42
     model_dir: Optional[str] = None
     export_dir: Optional[str] = None
     verbose: int = 1
+    deterministic: bool = True
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field, its value and what is allowed."""
-        if not self.losses:
-            raise ValueError(f"losses is empty: name at least one of {', '.join(tfrank_losses.names())}")
-        for field, names, registry in (("loss", self.losses, tfrank_losses), ("metrics", self.metrics, tfrank_metrics)):
+        if not self.loss:
+            raise ValueError(f"loss is empty: name at least one of {', '.join(tfrank_losses.names())}")
+        for field, names, registry in (("loss", self.loss, tfrank_losses), ("metrics", self.metrics, tfrank_metrics)):
             for name in names:
                 try:
                     registry.get(name)
                 except ValueError as error:
                     raise ValueError(f"{field}={name!r}: {error}") from None
+        if len(set(self.loss)) != len(self.loss):
+            raise ValueError(f"loss={','.join(self.loss)}: names a loss twice; name each loss once")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r}: must be one of {', '.join(DATASETS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -85,17 +172,18 @@ class TrainConfig:
             value = getattr(self, field)
             if value < minimum:
                 raise ValueError(f"{field}={value}: must be >= {minimum}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate}: must be > 0")
+        if self.learning_rate is not None and not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate={self.learning_rate}: must be a finite number > 0")
         if self.ema_momentum is not None and not 0 <= self.ema_momentum < 1:
             raise ValueError(f"ema_momentum={self.ema_momentum}: must be in [0, 1); 0 turns weight averaging off")
-        if self.movielens_path is not None and not os.path.exists(self.movielens_path):
+        if self.movielens_path not in (None, "tfds") and not os.path.exists(self.movielens_path):
             raise ValueError(f"movielens_path={self.movielens_path!r}: no such file or directory; "
                              "point it at the GroupLens folder or zip (e.g. .../ml-100k)")
 
     @property
     def variant(self) -> str:
-        return self.dataset.split("/", 1)[1]
+        """The MovieLens variant of ``dataset`` (``100k`` for ``movielens/100k``); ``synthetic`` for synthetic."""
+        return self.dataset.split("/", 1)[-1]
 
 
 @dataclasses.dataclass
@@ -124,7 +212,7 @@ class RankingData:
         Lists come grouped by user, so unshuffled batches would hold only a few users each. Seeding by epoch
         makes a resumed run see the same batches as an uninterrupted one. The lists are gathered in the epoch's
         order at once and sliced into batches by tf.data, with no per-list tf.data work and no prefetch: slicing
-        memory costs nothing to overlap (epoch times were the same with and without one).
+        memory costs nothing worth overlapping.
         """
         order = tf.argsort(tf.random.stateless_uniform([self.num_train_lists], seed=[seed, epoch]))
         lists = (self.train_features, self.train_labels)
@@ -132,9 +220,8 @@ class RankingData:
         return tfrank_data.from_memory(shuffled, self.batch_size)
 
 
-# Ratings and lists move through tf.data in batches: per-element tf.data work costs microseconds per element.
+# Ratings move through tf.data in batches: per-element tf.data work costs microseconds per element.
 _RATINGS_PER_BATCH = 1 << 16
-_ALL_LISTS = (1 << 31) - 1
 
 
 def _vocabularies(ratings: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
@@ -144,23 +231,32 @@ def _vocabularies(ratings: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
                  for key in ("user_id", "movie_id"))
 
 
+def load_config_ratings(config: TrainConfig) -> tf.data.Dataset:
+    """The batched ratings that ``config`` names: MovieLens (local files or TFDS), or generated from the seed."""
+    if config.dataset == SYNTHETIC:
+        columns = tfrank_data.synthetic.generate_ratings(**SYNTHETIC_SHAPE, seed=config.seed)
+        return tfrank_data.from_memory(tf.nest.map_structure(tf.constant, columns), _RATINGS_PER_BATCH)
+    return tfrank_data.load_ratings(config.variant, source=config.movielens_path, data_dir=config.tfds_data_dir,
+                                    batch_size=_RATINGS_PER_BATCH)
+
+
 def prepare_data(config: TrainConfig) -> RankingData:
     """Loads the ratings, splits them and samples each split's lists (all held in memory)."""
-    ratings = tfrank_data.load_ratings(config.variant, source=config.movielens_path, data_dir=config.tfds_data_dir,
-                                       batch_size=_RATINGS_PER_BATCH)
-    train_ratings, val_ratings, test_ratings = tfrank_data.split(ratings, seed=config.seed)
+    train_ratings, val_ratings, test_ratings = tfrank_data.split(load_config_ratings(config), seed=config.seed)
+    user_vocabulary, movie_vocabulary = _vocabularies(train_ratings)
 
     def lists(split_ratings, num_lists_per_user, seed, batch_size):
         return tfrank_data.sample_lists(split_ratings, list_size=config.list_size,
                                         num_lists_per_user=num_lists_per_user, min_list_size=config.list_size,
                                         seed=seed, batch_size=batch_size)
 
-    everything = list(lists(train_ratings, config.num_lists_per_user, config.seed, _ALL_LISTS))
+    # One batch holds every training list: there are at most this many (every user keeps num_lists_per_user).
+    all_lists = max(1, len(user_vocabulary) * config.num_lists_per_user)
+    everything = list(lists(train_ratings, config.num_lists_per_user, config.seed, all_lists))
     if not everything or everything[0][1].shape[0] == 0:
         raise ValueError(f"no training lists: no user has list_size={config.list_size} training ratings; "
                          "lower --list_size or check the ratings source")
     train_features, train_labels = everything[0]
-    user_vocabulary, movie_vocabulary = _vocabularies(train_ratings)
     return RankingData(
         train_features=dict(train_features), train_labels=train_labels,
         val=lists(val_ratings, config.eval_lists_per_user, config.seed + 1, config.batch_size),
@@ -194,14 +290,31 @@ def make_optimizer(name: str, learning_rate: Optional[float] = None,
     return classes[name](**kwargs)
 
 
-def evaluate(model: keras.Model, lists: tf.data.Dataset, metric_names: Sequence[str]) -> Dict[str, float]:
-    """Each named metric over every list of ``lists`` (batched ``(features, labels)``)."""
+def _evaluate(model: keras.Model, lists: tf.data.Dataset, metric_names: Sequence[str]) -> Tuple[Dict[str, float], bool]:
+    """Each named metric over every list of ``lists``, and whether every score was finite."""
     metrics = {name: tfrank_metrics.get(name) for name in metric_names}
+    finite = True
     for features, labels in lists:
         scores = model(features, training=False)
+        finite = finite and bool(tf.reduce_all(tf.math.is_finite(scores)))
         for metric in metrics.values():
             metric.update_state(labels, scores)
-    return {name: float(metric.result()) for name, metric in metrics.items()}
+    return {name: float(metric.result()) for name, metric in metrics.items()}, finite
+
+
+def evaluate(model: keras.Model, lists: tf.data.Dataset, metric_names: Sequence[str]) -> Dict[str, float]:
+    """Each named metric over every list of ``lists`` (batched ``(features, labels)``)."""
+    return _evaluate(model, lists, metric_names)[0]
+
+
+def _all_finite(variables: Sequence[tf.Variable]) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))) for v in variables)
+
+
+def _diverged(loss_name: str, what: str, where: str, learning_rate: float) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"[{loss_name}] {what} at {where}: training diverged at learning rate {learning_rate:g}; lower "
+        "--learning_rate (nothing of the diverged epoch was checkpointed or exported)")
 
 
 class _Trainer:
@@ -210,6 +323,7 @@ class _Trainer:
     def __init__(self, config: TrainConfig, loss_name: str, ranking_data: RankingData,
                  strategy: tf.distribute.Strategy):
         self.strategy = strategy
+        self.loss_name = loss_name
         with strategy.scope():
             keras.utils.set_random_seed(config.seed)
             self.model = models.RankingModel(ranking_data.user_vocabulary, ranking_data.movie_vocabulary,
@@ -223,6 +337,7 @@ class _Trainer:
                 self.ema_momentum = default_ema_momentum(self.loss)
             self.optimizer = make_optimizer(config.optimizer, learning_rate, self.ema_momentum)
             self.optimizer.build(self.model.trainable_variables)
+        self.learning_rate = float(self.optimizer.get_config()["learning_rate"])
         # Host-side progress, outside the strategy's scope: a mirrored variable has no int().
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
@@ -243,24 +358,58 @@ class _Trainer:
         per_replica = self.strategy.run(replica_step, args=(features, labels))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    def fit_epoch(self, batches: tf.data.Dataset, num_steps: int, num_lists: int,
-                  verbose: int) -> Tuple[float, float]:
-        """One pass over ``batches`` (``num_lists`` lists in all); returns (mean loss, lists per second)."""
-        progbar = keras.utils.Progbar(num_steps, verbose=verbose, stateful_metrics=["loss"])
+    def fit_epoch(self, batches: tf.data.Dataset, epoch: int, num_steps: int, num_lists: int,
+                  progress: bool) -> Tuple[float, float]:
+        """One pass over ``batches`` (``num_lists`` lists in all); returns (mean loss, lists per second).
+
+        Raises TrainingDivergedError at the first step whose loss is not finite (the loss comes to the host each
+        step anyway, for the progress bar).
+        """
+        progbar = keras.utils.Progbar(num_steps, verbose=1, stateful_metrics=["loss"]) if progress else None
         total_loss, steps = 0.0, 0
         start = time.perf_counter()
         distributed = self.strategy.experimental_distribute_dataset(batches)
         if self._compiled_step is None:
             # Traced once: the signature leaves the batch size open, so the smaller last batch does not retrace.
             # No AutoGraph: the step has no tensor-dependent Python control flow, and converting Keras's layer
-            # code took 3.9 of the 4.8 s that tracing took.
+            # code is most of the tracing time.
             self._compiled_step = tf.function(self.train_step, input_signature=list(distributed.element_spec),
                                               autograph=False)
         for features, labels in distributed:
-            total_loss, steps = total_loss + float(self._compiled_step(features, labels)), steps + 1
-            progbar.update(steps, values=[("loss", total_loss / steps)])
+            loss = float(self._compiled_step(features, labels))
+            steps += 1
+            if not math.isfinite(loss):
+                raise _diverged(self.loss_name, f"the training loss became {loss}",
+                                f"epoch {epoch}, step {steps}/{num_steps}", self.learning_rate)
+            total_loss += loss
+            if progbar:
+                progbar.update(steps, values=[("loss", total_loss / steps)])
         seconds = time.perf_counter() - start
         return total_loss / max(steps, 1), num_lists / seconds if seconds > 0 else math.nan
+
+    def averaged_weights(self) -> contextlib.AbstractContextManager:
+        """A context in which the model holds the weights it is evaluated and exported with (the moving average)."""
+        return _averaged_weights(self)
+
+    def finalize(self) -> None:
+        """Puts the weights that are evaluated and exported into the model for good."""
+        if self.ema_momentum > 0 and int(self.epoch) > 0:
+            # The checkpoints keep the raw weights and their average; the model is evaluated and exported averaged.
+            self.optimizer.finalize_variable_values(self.model.trainable_variables)
+
+
+@contextlib.contextmanager
+def _averaged_weights(trainer: _Trainer) -> Iterator[None]:
+    if not (trainer.ema_momentum > 0 and int(trainer.epoch) > 0):
+        yield
+        return
+    raw = [tf.identity(tf.convert_to_tensor(v)) for v in trainer.model.trainable_variables]
+    trainer.optimizer.finalize_variable_values(trainer.model.trainable_variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(trainer.model.trainable_variables, raw):
+            variable.assign(value)
 
 
 def _write_scalar(tag: str, value: float, step: int) -> None:
@@ -274,87 +423,427 @@ def _print_table(results: Dict[str, Dict[str, Dict[str, float]]], metric_names: 
             for loss, by_split in results.items() for split in ("val", "test")]
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
     for row in [header] + rows:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-def _write_results(model_dir: str, results: Dict[str, dict]) -> None:
-    """Merges ``results`` into ``<model_dir>/results.json`` (other losses' entries are kept)."""
-    path = os.path.join(model_dir, RESULTS_FILE)
-    merged = {}
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            merged = json.load(f)
-    merged.update(results)
+def _write_json(path: str, value: Any) -> None:
+    """Writes ``value`` as JSON to ``path`` atomically (a reader sees the old file or the new one)."""
     with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(merged, f, indent=2, sort_keys=True)
+        json.dump(value, f, indent=2, sort_keys=True)
     tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
+def _read_json(path: str) -> Optional[Any]:
+    """The JSON in ``path``, None when there is no such file; a garbled file is a one-line CheckpointError."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); restore it, or pass --overwrite to start the "
+                              "run again, or a new --model_dir") from None
+
+
+# -- The run's files in model_dir ----------------------------------------------------------------------------------
+
+
+def _checkpoint_dir(model_dir: str, loss_name: str) -> str:
+    return os.path.join(model_dir, loss_name, "checkpoints")
+
+
+def _checkpoint_epochs(checkpoint_dir: str) -> List[int]:
+    """The epochs that have a checkpoint (an ``.index`` file) in ``checkpoint_dir``, newest first."""
+    pattern = re.compile(rf"^{_CHECKPOINT_PREFIX}-(\d+)\.index$")
+    names = os.listdir(checkpoint_dir) if os.path.isdir(checkpoint_dir) else []
+    return sorted((int(m.group(1)) for m in map(pattern.match, names) if m), reverse=True)
+
+
+def _identity(config: TrainConfig) -> Dict[str, Any]:
+    """The config fields that define what a run trains (all but RESUMABLE_FIELDS), as JSON values."""
+    stored = dataclasses.asdict(config)
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in stored.items() if name not in RESUMABLE_FIELDS}
+
+
+def _flag_value(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _check_same_run(config: TrainConfig, stored: Dict[str, Any], path: str) -> None:
+    """Raises RunMismatchError naming every identity field whose value differs from the stored run's."""
+    wanted = _identity(config)
+    differences = [f"--{name}={_flag_value(wanted[name])} (the run has {_flag_value(stored.get(name))})"
+                   for name in wanted if stored.get(name) != wanted[name]]
+    if differences:
+        raise RunMismatchError(
+            f"--model_dir={config.model_dir} holds a run with other flags: {', '.join(differences)}; rerun with "
+            f"that run's flags to continue it, or pass a new --model_dir, or --overwrite to replace it ({path})")
+
+
+def _check_epochs(config: TrainConfig) -> None:
+    """Raises RunMismatchError when a loss's checkpoints went past ``config.epochs``: a run is never shortened."""
+    for loss_name in config.loss:
+        reached = max(_checkpoint_epochs(_checkpoint_dir(config.model_dir, loss_name)), default=0)
+        if reached > config.epochs:
+            raise RunMismatchError(
+                f"--epochs={config.epochs}: the run in --model_dir={config.model_dir} already trained {loss_name} "
+                f"for {reached} epochs; pass --epochs={reached} or more to continue it, or a new --model_dir, or "
+                "--overwrite to start again")
+
+
+def _remove_run(model_dir: str, loss_names: Sequence[str]) -> None:
+    """Removes a run's config, results, and the checkpoints and logs of ``loss_names`` from ``model_dir``."""
+    stored = _read_json_quietly(os.path.join(model_dir, RUN_CONFIG_FILE))
+    names = set(loss_names) | set((stored or {}).get("loss", []))
+    for name in names:
+        shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+    for name in (RUN_CONFIG_FILE, RESULTS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(model_dir, name))
+
+
+def _has_saved_training(model_dir: str, loss_names: Sequence[str]) -> bool:
+    return os.path.exists(os.path.join(model_dir, RESULTS_FILE)) or any(
+        _checkpoint_epochs(_checkpoint_dir(model_dir, name)) for name in loss_names)
+
+
+def _read_json_quietly(path: str) -> Optional[Any]:
+    try:
+        return _read_json(path)
+    except CheckpointError:
+        return None
+
+
+def _open_run(config: TrainConfig) -> Dict[str, dict]:
+    """Checks that ``model_dir`` holds this run or none, records the config; returns the run's stored results."""
+    model_dir = config.model_dir
+    config_path = os.path.join(model_dir, RUN_CONFIG_FILE)
+    if config.overwrite:
+        _remove_run(model_dir, config.loss)
+    stored = _read_json(config_path)
+    if stored is not None and not _has_saved_training(model_dir, stored.get("loss", [])):
+        stored = None  # a run that saved nothing (it stopped in its first epoch) has nothing to continue
+    if stored is None:
+        leftovers = [name for name in config.loss if _checkpoint_epochs(_checkpoint_dir(model_dir, name))]
+        if leftovers:
+            raise RunMismatchError(
+                f"--model_dir={model_dir} has checkpoints of {', '.join(leftovers)} but no {RUN_CONFIG_FILE} "
+                "saying how they were trained; pass a new --model_dir, or --overwrite to start again")
+    else:
+        _check_same_run(config, stored, config_path)
+    _check_epochs(config)
+    _write_json(config_path, {**_identity(config), "epochs": config.epochs})
+    return _read_json(os.path.join(model_dir, RESULTS_FILE)) or {}
+
+
+@contextlib.contextmanager
+def _locked(model_dir: str) -> Iterator[None]:
+    """Holds ``<model_dir>/run.lock`` while the run works on ``model_dir``; the file names this process and host.
+
+    The lock is an exclusive ``flock`` on the file (released by the kernel when its holder dies), checked against the
+    pid and host written in it. A lock left by a process that no longer runs on this host is taken over, and says so;
+    a live holder, or a holder on another host (which this host cannot check), stops this run with
+    ModelDirLockedError.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, LOCK_FILE)
+    host, pid = socket.gethostname(), os.getpid()
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            holder = _claim(descriptor, path)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if holder == "replaced":  # its holder removed the file between our open and our lock: open it again
+            os.close(descriptor)
+            continue
+        if holder is not None:
+            holder_pid, holder_host = holder
+            if holder_host != host or _process_alive(holder_pid):
+                os.close(descriptor)
+                raise _lock_error(model_dir, path, holder)
+            print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs", file=sys.stderr)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps({"pid": pid, "host": host}).encode(), 0)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)  # before the unlock, so a waiting opener of this file sees it replaced
+        os.close(descriptor)
+
+
+def _claim(descriptor: int, path: str):
+    """Locks the open lock file; returns its previous holder (pid, host), None, or "replaced"."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _lock_error(os.path.dirname(path), path, _lock_holder(path)) from None
+    try:
+        if os.stat(path).st_ino != os.fstat(descriptor).st_ino:
+            return "replaced"
+    except FileNotFoundError:
+        return "replaced"
+    return _lock_holder(path)
+
+
+def _lock_error(model_dir: str, path: str, holder: Optional[Tuple[int, str]]) -> ModelDirLockedError:
+    who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+    return ModelDirLockedError(
+        f"--model_dir={model_dir} is in use by {who} ({path}); wait for it to finish or use another --model_dir "
+        "(remove the lock file only if that process is gone)")
+
+
+def _lock_holder(path: str) -> Optional[Tuple[int, str]]:
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        return int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _restore_latest(trainer: _Trainer, checkpoint_dir: str, verbose: int) -> Optional[str]:
+    """Restores the newest checkpoint that reads back whole; returns its path, None when there is none.
+
+    A damaged checkpoint (garbled ``checkpoint`` index, truncated ``.data`` or ``.index`` file) is reported in one
+    line and the next older one is tried; when checkpoints exist but none restores, CheckpointError.
+    """
+    epochs = _checkpoint_epochs(checkpoint_dir)
+    index_path = os.path.join(checkpoint_dir, "checkpoint")
+    if os.path.exists(index_path):
+        try:
+            with open(index_path, "rb") as f:
+                text_format.Parse(f.read().decode("utf-8"), checkpoint_state_pb2.CheckpointState())
+        except (text_format.ParseError, UnicodeDecodeError) as error:
+            print(f"warning: the checkpoint index {index_path} is garbled ({first_error_line(error)}); looking for the "
+                  "newest intact checkpoint", file=sys.stderr)
+    failures = []
+    for epoch in epochs:
+        prefix = os.path.join(checkpoint_dir, f"{_CHECKPOINT_PREFIX}-{epoch}")
+        try:
+            trainer.checkpoint.restore(prefix).assert_existing_objects_matched()
+            if int(trainer.epoch) != epoch:
+                raise ValueError(f"it holds epoch {int(trainer.epoch)}, not {epoch}")
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError, OSError) as error:
+            # What a damaged file raises depends on where it is cut: reader, proto and restore errors alike.
+            failures.append(prefix)
+            print(f"warning: checkpoint {prefix} is damaged ({first_error_line(error)}); trying an older one",
+                  file=sys.stderr)
+            continue
+        intact = [os.path.join(checkpoint_dir, f"{_CHECKPOINT_PREFIX}-{e}") for e in epochs if e <= epoch]
+        # The index names only intact checkpoints, so the manager neither trusts nor keeps the damaged ones.
+        tf.compat.v1.train.update_checkpoint_state(checkpoint_dir, prefix, all_model_checkpoint_paths=intact[::-1])
+        for damaged in failures:
+            for path in glob.glob(damaged + ".*"):
+                os.remove(path)
+        if failures and verbose:
+            print(f"resuming from the newest intact checkpoint {prefix}", file=sys.stderr)
+        return prefix
+    if failures:
+        raise CheckpointError(
+            f"no checkpoint in {checkpoint_dir} can be restored (damaged: {', '.join(failures)}); restore them, "
+            "or pass --overwrite to start the run again, or a new --model_dir")
+    if os.path.exists(index_path):
+        os.remove(index_path)  # an index without checkpoints would make the manager look for them
+    return None
+
+
+def first_error_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (TensorFlow appends node and stack lines)."""
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+# -- Training --------------------------------------------------------------------------------------------------
+
+
 def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
-              strategy: Optional[tf.distribute.Strategy] = None) -> Tuple[keras.Model, Dict[str, dict]]:
-    """Trains (or resumes) one model with ``loss_name``; returns it with its validation and test metrics."""
+              strategy: Optional[tf.distribute.Strategy] = None,
+              stored_result: Optional[dict] = None) -> Tuple[keras.Model, Dict[str, Any]]:
+    """Trains (or resumes) one model with ``loss_name``; returns it with its validation and test metrics.
+
+    With ``config.model_dir`` it checkpoints every epoch to ``<model_dir>/<loss>/checkpoints`` and resumes from the
+    newest intact checkpoint; TensorBoard scalars (``train/loss`` and ``val/<metric>`` each epoch, ``test/<metric>``
+    at the end) go to ``<model_dir>/<loss>/logs``. A model already trained for ``config.epochs`` epochs whose
+    ``stored_result`` has every metric is not evaluated again: that result is returned. A model trained before this
+    call is marked ``"already_trained": True`` in the result (and keeps the stored ``export_path``); nothing is
+    written for it.
+
+    Raises:
+      TrainingDivergedError: a training loss, a weight or a score became NaN or infinite.
+      CheckpointError: checkpoints exist but none can be restored.
+    """
     strategy = strategy or tf.distribute.get_strategy()
     trainer = _Trainer(config, loss_name, ranking_data, strategy)
     loss_dir = os.path.join(config.model_dir, loss_name) if config.model_dir else None
     manager, writer = None, None
     if loss_dir:
-        manager = tf.train.CheckpointManager(trainer.checkpoint, os.path.join(loss_dir, "checkpoints"), max_to_keep=2)
-        if manager.latest_checkpoint:
-            trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        checkpoint_dir = os.path.join(loss_dir, "checkpoints")
+        restored = _restore_latest(trainer, checkpoint_dir, config.verbose)
+        manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=2,
+                                             checkpoint_name=_CHECKPOINT_PREFIX)
+        if restored and int(trainer.epoch) >= config.epochs:
+            stored = _has_metrics(stored_result, config.metrics)
             if config.verbose:
-                print(f"[{loss_name}] resuming after epoch {int(trainer.epoch)} from {manager.latest_checkpoint}")
-        writer = tf.summary.create_file_writer(os.path.join(loss_dir, "logs"))
+                print(f"[{loss_name}] already trained for {int(trainer.epoch)} epochs in {loss_dir}; "
+                      + ("reporting its stored results" if stored else "evaluating it for the metrics asked for"))
+            if stored:
+                trainer.finalize()
+                return trainer.model, {**stored_result, "already_trained": True}
+        elif restored and config.verbose:
+            print(f"[{loss_name}] resuming after epoch {int(trainer.epoch)} from {restored}")
     lists_per_second = []
+    progress = config.verbose > 0 and sys.stdout.isatty()
     while int(trainer.epoch) < config.epochs:
         epoch = int(trainer.epoch) + 1
-        if config.verbose:
+        if progress:
             print(f"[{loss_name}] epoch {epoch}/{config.epochs}")
         batches = ranking_data.train_batches(config.seed, epoch)
-        mean_loss, speed = trainer.fit_epoch(batches, ranking_data.steps_per_epoch, ranking_data.num_train_lists,
-                                             config.verbose)
+        mean_loss, speed = trainer.fit_epoch(batches, epoch, ranking_data.steps_per_epoch,
+                                             ranking_data.num_train_lists, progress)
         lists_per_second.append(speed)
+        if not _all_finite(trainer.model.trainable_variables):
+            raise _diverged(loss_name, "a weight became NaN or infinite", f"the end of epoch {epoch}",
+                            trainer.learning_rate)
         trainer.epoch.assign(epoch)
+        val = None
+        if writer is None and loss_dir:
+            writer = tf.summary.create_file_writer(os.path.join(loss_dir, "logs"))
+        if writer:
+            with trainer.averaged_weights():
+                val, _ = _evaluate(trainer.model, ranking_data.val, config.metrics)
+        if config.verbose and not progress:
+            summary = "  ".join(f"val {name} {value:.4f}" for name, value in (val or {}).items())
+            print(f"[{loss_name}] epoch {epoch}/{config.epochs}  loss {mean_loss:.4f}  {speed:,.0f} lists/s  "
+                  f"{summary}".rstrip(), flush=True)
         if manager:
             manager.save(checkpoint_number=epoch)
             with writer.as_default(step=epoch):
                 _write_scalar("train/loss", mean_loss, epoch)
-    if trainer.ema_momentum > 0 and int(trainer.epoch) > 0:
-        # The checkpoints keep the raw weights and their average; the model is evaluated and exported averaged.
-        trainer.optimizer.finalize_variable_values(trainer.model.trainable_variables)
-    result = {"val": evaluate(trainer.model, ranking_data.val, config.metrics),
-              "test": evaluate(trainer.model, ranking_data.test, config.metrics)}
-    result["learning_rate"] = float(trainer.optimizer.get_config()["learning_rate"])
+                for name, value in val.items():
+                    _write_scalar(f"val/{name}", value, epoch)
+    trainer.finalize()
+    if not _all_finite(trainer.model.trainable_variables):
+        raise _diverged(loss_name, "an averaged weight is NaN or infinite", f"epoch {int(trainer.epoch)}",
+                        trainer.learning_rate)
+    result = {}
+    for split, lists in (("val", ranking_data.val), ("test", ranking_data.test)):
+        result[split], finite = _evaluate(trainer.model, lists, config.metrics)
+        if not finite:
+            raise _diverged(loss_name, f"the model's {split} scores are NaN or infinite",
+                            f"epoch {int(trainer.epoch)}", trainer.learning_rate)
+    result["epochs"] = int(trainer.epoch)
+    result["learning_rate"] = trainer.learning_rate
     result["ema_momentum"] = trainer.ema_momentum
     if lists_per_second:
         result["train_lists_per_second"] = float(np.median(lists_per_second))
+    elif loss_dir and int(trainer.epoch) > 0:  # trained before this call: the same model as the stored result's
+        result["already_trained"] = True
+        if stored_result and "export_path" in stored_result:
+            result["export_path"] = stored_result["export_path"]
+    if writer and lists_per_second:
+        with writer.as_default(step=int(trainer.epoch)):
+            for name, value in result["test"].items():
+                _write_scalar(f"test/{name}", value, int(trainer.epoch))
     if writer:
-        with writer.as_default(step=config.epochs):
-            for split in ("val", "test"):
-                for name, value in result[split].items():
-                    _write_scalar(f"{split}/{name}", value, config.epochs)
         writer.flush()
+        writer.close()
     return trainer.model, result
+
+
+def _has_metrics(result: Optional[dict], metric_names: Sequence[str]) -> bool:
+    return bool(result) and all(name in result.get(split, {}) for split in ("val", "test") for name in metric_names)
+
+
+@contextlib.contextmanager
+def _op_determinism(enabled: bool) -> Iterator[None]:
+    """TensorFlow op determinism inside the block, as it was outside (it is process-wide)."""
+    # TensorFlow's public API can only turn determinism on; its internal switch (if present) restores the caller's.
+    is_enabled = getattr(tf_config, "is_op_determinism_enabled", lambda: False)
+    disable = getattr(tf_config, "disable_op_determinism", None)
+    turned_on = enabled and not is_enabled()
+    if turned_on:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if turned_on and disable is not None:
+            disable()
+
+
+def _export_target(config: TrainConfig, loss_name: str) -> str:
+    return os.path.join(config.export_dir, loss_name)
 
 
 def run(config: TrainConfig) -> Dict[str, dict]:
     """Trains, evaluates and (optionally) exports one model per loss; returns ``{loss: {"val": .., "test": ..}}``.
 
-    With ``model_dir``, checkpoints, TensorBoard logs and ``results.json`` go there. With ``export_dir``, a single
-    loss is exported to ``<export_dir>/<version>``; several losses to ``<export_dir>/<loss>/<version>``.
+    With ``model_dir``, the run's config, checkpoints, TensorBoard logs and ``results.json`` (this run's results,
+    one entry per loss) go there; see :class:`TrainConfig` for resuming. With ``export_dir``, each loss's model is
+    exported to ``<export_dir>/<loss>/<version>`` (the next version), except a finished run's model that was already
+    exported there. Without either, nothing is saved, and a verbose run says so.
+
+    Raises:
+      ValueError: a bad config field, or data that yields no lists.
+      RunError: the run diverged (TrainingDivergedError), ``model_dir`` holds another run (RunMismatchError) or is
+        in use (ModelDirLockedError), or its checkpoints are damaged (CheckpointError).
     """
     config.validate()
+    with contextlib.ExitStack() as stack:
+        stored_results = {}
+        if config.model_dir:
+            stack.enter_context(_locked(config.model_dir))
+            stored_results = _open_run(config)
+        stack.enter_context(_op_determinism(config.deterministic))
+        if config.deterministic:
+            keras.utils.set_random_seed(config.seed)
+        return _run(config, stored_results)
+
+
+def _run(config: TrainConfig, stored_results: Dict[str, dict]) -> Dict[str, dict]:
     start = time.perf_counter()
     ranking_data = prepare_data(config)
     data_seconds = time.perf_counter() - start
     results = {}
-    for loss_name in config.losses:
-        model, results[loss_name] = train_one(config, loss_name, ranking_data)
-        results[loss_name]["data_seconds"] = data_seconds  # shared by every loss: the lists are made once
+    for loss_name in config.loss:
+        model, result = train_one(config, loss_name, ranking_data, stored_result=stored_results.get(loss_name))
+        already_trained = result.pop("already_trained", False)
+        if not already_trained:
+            result["data_seconds"] = data_seconds  # shared by every loss: the lists are made once
         if config.export_dir:
-            target = config.export_dir if len(config.losses) == 1 else os.path.join(config.export_dir, loss_name)
-            results[loss_name]["export_path"] = tfrank_export.export_saved_model(model, target)
+            target = _export_target(config, loss_name)
+            previous = result.get("export_path") if already_trained else None
+            if previous and os.path.dirname(previous) == target and os.path.isdir(previous):
+                if config.verbose:
+                    print(f"[{loss_name}] already exported to {previous}")
+            else:
+                result["export_path"] = tfrank_export.export_saved_model(model, target)
+        results[loss_name] = result
         if config.model_dir:
-            _write_results(config.model_dir, {loss_name: results[loss_name]})
+            _write_json(os.path.join(config.model_dir, RESULTS_FILE), results)
     if config.verbose:
         _print_table(results, config.metrics)
+        if not config.model_dir and not config.export_dir:
+            print("nothing was saved: pass --model_dir to keep checkpoints, logs and results.json, and --export_dir "
+                  "to export SavedModels")
     return results
