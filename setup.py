@@ -8,7 +8,10 @@ setup(
     description="TensorFlow-native learning-to-rank: ranking losses, metrics, tf.data lists, serving.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["tfrank", "tfrank.*"]),
+    # bin/ is installed as the package tfrank_bin, whose console scripts run bin/train.py and bin/rank.py.
+    packages=find_packages(include=["tfrank", "tfrank.*"]) + ["tfrank_bin"],
+    package_dir={"tfrank_bin": "bin"},
+    entry_points={"console_scripts": ["tfrank-train = tfrank_bin:train", "tfrank-rank = tfrank_bin:rank"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

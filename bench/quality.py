@@ -60,7 +60,7 @@ def main() -> None:
     by_loss = {name: [] for name in loss_names}
     references = {}
     for seed in seeds:
-        config = training.TrainConfig(losses=tuple(loss_names), metrics=("ndcg@5", "mrr"),
+        config = training.TrainConfig(loss=tuple(loss_names), metrics=("ndcg@5", "mrr"),
                                       movielens_path=args.movielens_path, seed=seed, verbose=0,
                                       learning_rate=args.learning_rate, ema_momentum=args.ema_momentum)
         for name, result in training.run(config).items():

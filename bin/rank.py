@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tfrank import data, export  # noqa: E402
+from tfrank.data._tfdata import ROWS_PER_BATCH  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "One loss's export folder holding integer version folders, e.g. "
@@ -128,12 +129,12 @@ def _rated_movies(user_id: int) -> set[int]:
             variant=FLAGS.dataset.split("/")[1],
             source=FLAGS.movielens_path,
             data_dir=FLAGS.tfds_data_dir,
-            batch_size=65536,
+            batch_size=ROWS_PER_BATCH,
         )
         rated = set()
         for batch in ratings.as_numpy_iterator():
             rated.update(batch["movie_id"][batch["user_id"] == user_id].tolist())
-    except (data.MovieLensUnavailableError, FileNotFoundError, tf.errors.OpError) as error:
+    except (data.MovieLensUnavailableError, OSError, ValueError, tf.errors.OpError) as error:
         message = " ".join(str(error).split())
         _fail(f"--movielens_path: {message} Or pass --noexclude_rated, or --movie_ids.")
     return rated
@@ -145,7 +146,7 @@ def _titles() -> dict[int, str]:
             variant=FLAGS.dataset.split("/")[1], source=FLAGS.movielens_path, data_dir=FLAGS.tfds_data_dir
         )
         return {int(movie["movie_id"]): movie["movie_title"].decode() for movie in movies.as_numpy_iterator()}
-    except (data.MovieLensUnavailableError, FileNotFoundError, tf.errors.OpError) as error:
+    except (data.MovieLensUnavailableError, OSError, ValueError, tf.errors.OpError) as error:
         _fail(f"--movielens_path: {' '.join(str(error).split())} Or pass --notitles.")
 
 

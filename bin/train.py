@@ -109,10 +109,6 @@ def main(argv):
         _error(str(error))
     except tf.errors.OpError as error:  # raised lazily while a tf.data pipeline is read, e.g. a malformed line
         _error(training.first_error_line(error))
-    except ModuleNotFoundError as error:
-        if error.name != "importlib_resources":
-            raise
-        _error(str(error))
     _quiet_tensorflow.exit_without_teardown()
 
 

@@ -163,7 +163,7 @@ def test_bad_config_names_the_field(overrides, message):
 
 @pytest.mark.parametrize("overrides", [
     dict(loss=("softmax",), optimizer="sgd", learning_rate=1e30, ema_momentum=0.0),
-    dict(loss=("list_mle",), learning_rate=1e4, epochs=2),
+    dict(loss=("mse",), optimizer="sgd", learning_rate=1e20, ema_momentum=0.0, epochs=2),
 ])
 def test_diverging_run_stops_naming_the_loss_and_saves_nothing(synthetic_dir, tmp_path, overrides):
     config = _config(synthetic_dir, model_dir=str(tmp_path / "model"), export_dir=str(tmp_path / "export"),

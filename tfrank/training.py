@@ -46,11 +46,10 @@ from tfrank import losses as tfrank_losses
 from tfrank import metrics as tfrank_metrics
 from tfrank import models
 from tfrank import optimizers as tfrank_optimizers
+from tfrank.data._tfdata import ROWS_PER_BATCH
 
 SYNTHETIC = "synthetic"
 DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m", SYNTHETIC)
-# The shape of the generated ratings of dataset="synthetic": MovieLens 100K's users, movies and ratings.
-SYNTHETIC_SHAPE = {"num_users": 943, "num_movies": 1682, "num_ratings": 100_000}
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "mrr", "map")
 # Adagrad learning rates when none is given. TF-Ranking-exact ranking losses average over list items, so they are
@@ -220,10 +219,6 @@ class RankingData:
         return tfrank_data.from_memory(shuffled, self.batch_size)
 
 
-# Ratings move through tf.data in batches: per-element tf.data work costs microseconds per element.
-_RATINGS_PER_BATCH = 1 << 16
-
-
 def _vocabularies(ratings: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
     """The sorted distinct user ids and movie ids of batched ``ratings``."""
     batches = list(ratings.as_numpy_iterator())
@@ -234,10 +229,9 @@ def _vocabularies(ratings: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
 def load_config_ratings(config: TrainConfig) -> tf.data.Dataset:
     """The batched ratings that ``config`` names: MovieLens (local files or TFDS), or generated from the seed."""
     if config.dataset == SYNTHETIC:
-        columns = tfrank_data.synthetic.generate_ratings(**SYNTHETIC_SHAPE, seed=config.seed)
-        return tfrank_data.from_memory(tf.nest.map_structure(tf.constant, columns), _RATINGS_PER_BATCH)
+        return tfrank_data.synthetic.ratings_dataset(seed=config.seed, batch_size=ROWS_PER_BATCH)
     return tfrank_data.load_ratings(config.variant, source=config.movielens_path, data_dir=config.tfds_data_dir,
-                                    batch_size=_RATINGS_PER_BATCH)
+                                    batch_size=ROWS_PER_BATCH)
 
 
 def prepare_data(config: TrainConfig) -> RankingData:

@@ -367,17 +367,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tf.data.Dataset:
                 f"reached, so it cannot be downloaded. Download the GroupLens zip on a connected machine and pass "
                 f"its folder with --movielens_path (or the TFRANK_MOVIELENS_DIR environment variable)."
             )
-        try:
-            builder.download_and_prepare()
-        except ModuleNotFoundError as error:
-            if "importlib_resources" not in str(error):
-                raise
-            raise ModuleNotFoundError(
-                f"TFDS needs the package importlib_resources to prepare {name} but does not install it: "
-                f"run `pip install importlib_resources` (or `pip install tfrank[tfds]`), or pass local GroupLens "
-                f"files with --movielens_path.",
-                name="importlib_resources",
-            ) from error
+        builder.download_and_prepare()
     return builder.as_dataset(split="train")
 
 
