@@ -24,7 +24,8 @@ setup(
     extras_require={
         # TensorFlow no longer installs TensorBoard; the training run writes its event files without it.
         "tensorboard": ["tensorboard>=2.21,<2.22"],
-        "test": ["pytest", "ruff"],
+        # tensorboard: the tests run README's `tensorboard --logdir` command on a real run.
+        "test": ["pytest", "ruff", "tensorboard>=2.21,<2.22"],
         "bench": ["keras-rs", "psutil"],
     },
 )
