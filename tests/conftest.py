@@ -1,4 +1,4 @@
-"""Shared fixtures: where the MovieLens files are, and quiet TensorFlow logs."""
+"""Shared fixtures: where the MovieLens files are, a small synthetic MovieLens folder, and quiet TensorFlow logs."""
 
 import os
 import pathlib
@@ -8,6 +8,18 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# A short run of tfrank.training: few lists, one epoch, quiet.
+SMALL_RUN = dict(num_lists_per_user=4, batch_size=256, epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> str:
+    """A small ml-25m-shaped folder (ratings.csv, movies.csv) that a model can learn from."""
+    from tfrank.data import synthetic
+
+    directory = tmp_path_factory.mktemp("ml-synthetic")
+    synthetic.write_movielens_csv(str(directory), num_users=200, num_movies=300, num_ratings=12_000, seed=3)
+    return str(directory)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tfrank import export
+from tfrank import _processes, export
 from tfrank.models import RankingModel
 from tfrank.ops import PADDING_ID, PADDING_SCORE
 
@@ -130,7 +130,7 @@ def _tmp_folder_name(version: int, host: str, pid: int) -> str:
 
 def test_export_removes_tmp_folders_of_dead_exporters_on_this_host_only(model, tmp_path):
     dead_pid = 2**22 + 1  # above Linux's largest possible pid_max, so no process has it
-    host = export._host()
+    host = _processes.host_id()
     stale = _tmp_folder_name(1, host, dead_pid)
     live = _tmp_folder_name(1, host, os.getpid())  # a concurrent export in this very process
     other_host = _tmp_folder_name(1, f"not-{host}", dead_pid)
@@ -154,7 +154,7 @@ def test_tmp_folder_name_carries_host_and_pid_and_is_never_an_integer(model, tmp
         export.export_saved_model(model, str(tmp_path))
     (name,) = names
     match = export._TMP_PATTERN.match(name)
-    assert match and match["host"] == export._host() and int(match["pid"]) == os.getpid()
+    assert match and match["host"] == _processes.host_id() and int(match["pid"]) == os.getpid()
     assert name.startswith(".tmp-1-") and not name.isdigit()
 
 

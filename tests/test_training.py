@@ -10,23 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SMALL_RUN
 
 from tfrank import training
-from tfrank.data import synthetic
-
-SMALL = dict(num_lists_per_user=4, batch_size=256, epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    """A small ml-25m-shaped folder (ratings.csv, movies.csv) that a model can learn from."""
-    directory = tmp_path_factory.mktemp("ml-synthetic")
-    synthetic.write_movielens_csv(str(directory), num_users=200, num_movies=300, num_ratings=12_000, seed=3)
-    return str(directory)
 
 
 def _config(path, **overrides):
-    return training.TrainConfig(dataset="movielens/25m", movielens_path=path, **{**SMALL, **overrides})
+    return training.TrainConfig(dataset="movielens/25m", movielens_path=path, **{**SMALL_RUN, **overrides})
 
 
 def test_run_returns_val_and_test_metrics_for_each_loss(synthetic_dir, tmp_path):

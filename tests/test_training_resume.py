@@ -9,23 +9,14 @@ import textwrap
 
 import pytest
 import tensorflow as tf
+from conftest import SMALL_RUN
 
 from tfrank import training
-from tfrank.data import synthetic
-
-SMALL = dict(num_lists_per_user=4, batch_size=256, epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ml-synthetic")
-    synthetic.write_movielens_csv(str(directory), num_users=200, num_movies=300, num_ratings=12_000, seed=3)
-    return str(directory)
 
 
 def _config(path, model_dir, **overrides):
     return training.TrainConfig(dataset="movielens/25m", movielens_path=path, model_dir=str(model_dir),
-                                **{**SMALL, **overrides})
+                                **{**SMALL_RUN, **overrides})
 
 
 def _checkpoints(model_dir, loss="pairwise_hinge"):

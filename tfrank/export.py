@@ -20,7 +20,6 @@ The SavedModel holds only standard TensorFlow ops and loads without tfrank insta
 import os
 import re
 import shutil
-import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrank import _processes
 from tfrank.ops import PADDING_SCORE
 
 SERVING_SIGNATURE = "serving_default"
@@ -159,37 +159,15 @@ def _version_folders(export_dir: str) -> dict[int, str]:
     }
 
 
-def _host() -> str:
-    """This machine's name and, where it has one, its pid namespace: a pid names a process only within both.
-
-    Containers that share a volume (and a host name) but not their pids must not judge each other's exports dead.
-    """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
-    try:
-        return f"{name}.pidns{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:  # no /proc (not Linux)
-        return name
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
 def _remove_stale_tmp_folders(export_dir: str) -> None:
     """Removes the temp folders of exports on this host whose process is gone (killed mid-export, e.g. kill -9).
 
     A folder from another host, an unknown naming, or a live process (a concurrent export) is never touched.
     """
-    host = _host()
+    host = _processes.host_id()
     for name in os.listdir(export_dir):
         match = _TMP_PATTERN.match(name)
-        if match and match["host"] == host and not _process_alive(int(match["pid"])):
+        if match and match["host"] == host and not _processes.process_alive(int(match["pid"])):
             shutil.rmtree(os.path.join(export_dir, name), ignore_errors=True)
 
 
@@ -246,7 +224,8 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
     state, signatures = _serving_state(model), _serving_signatures(model)
     # os.mkdir honours the umask (tempfile.mkdtemp would make it 0700, unreadable by a model server's own user) and
     # fails rather than reuse a folder.
-    tmp_path = os.path.join(export_dir, f"{_TMP_PREFIX}{version}-{_host()}-{os.getpid()}-{uuid.uuid4().hex}")
+    tmp_name = f"{_TMP_PREFIX}{version}-{_processes.host_id()}-{os.getpid()}-{uuid.uuid4().hex}"
+    tmp_path = os.path.join(export_dir, tmp_name)
     os.mkdir(tmp_path)
     try:
         tf.saved_model.save(state, tmp_path, signatures=signatures)

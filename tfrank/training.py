@@ -40,11 +40,11 @@ from tensorflow.core.framework import summary_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.training import checkpoint_state_pb2
 
+from tfrank import _processes, models
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
 from tfrank import losses as tfrank_losses
 from tfrank import metrics as tfrank_metrics
-from tfrank import models
 from tfrank import optimizers as tfrank_optimizers
 from tfrank.data._tfdata import ROWS_PER_BATCH
 
@@ -559,7 +559,7 @@ def _locked(model_dir: str) -> Iterator[None]:
             continue
         if holder is not None:
             holder_pid, holder_host = holder
-            if holder_host != host or _process_alive(holder_pid):
+            if holder_host != host or _processes.process_alive(holder_pid):
                 os.close(descriptor)
                 raise _lock_error(model_dir, path, holder)
             print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs", file=sys.stderr)
@@ -603,16 +603,6 @@ def _lock_holder(path: str) -> Optional[Tuple[int, str]]:
         return int(holder["pid"]), str(holder["host"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
 
 
 def _restore_latest(trainer: _Trainer, checkpoint_dir: str, verbose: int) -> Optional[str]:

@@ -45,6 +45,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfrank import _processes
 from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH, batched_form, plain, with_batched_form
 
 VARIANTS = ("100k", "1m", "20m", "25m")
@@ -329,18 +330,8 @@ def _remove_orphaned_extractions() -> None:
     """Removes the extracted copies of processes that no longer run (killed before their exit handler)."""
     for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{_EXTRACTED_PREFIX}*-*"):
         pid = folder.name[len(_EXTRACTED_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and folder.is_dir() and not _process_exists(int(pid)):
+        if pid.isdigit() and folder.is_dir() and not _processes.process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process, or not a pid: leave it alone
-        return True
-    return True
 
 
 def _tfds_builder(name: str, data_dir: str | None) -> Any:
