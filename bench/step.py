@@ -1,18 +1,20 @@
 """Milliseconds per training step of the tutorial model as the vocabularies grow, weight averaging off and on.
 
 A step sees at most ``batch_size`` user rows and ``batch_size * list_size`` movie rows whatever the vocabulary, so its
-cost should not grow with the vocabulary. For each vocabulary size this builds ``tfrank.models.RankingModel``, compiles
-the train step (pairwise hinge, Adagrad at the ranking learning rate, as ``bin/train.py`` trains it) and prints the
-median time of ``--steps`` steps after ``--warmup`` steps, with the moving average of the weights off and on.
-``--optimizer=keras`` times ``keras.optimizers.Adagrad`` instead of ``tfrank.optimizers.Adagrad``, for a before/after.
+cost should not grow with the vocabulary. For each vocabulary size this builds ``tfrank.models.RankingModel`` and
+compiles its train step (pairwise hinge, Adagrad at the ranking learning rate, as ``bin/train.py`` trains it), with the
+moving average of the weights off and on; it prints the median milliseconds per step over ``--rounds`` rounds of
+``--steps`` steps per model (after ``--warmup`` steps). ``--optimizer=keras`` times ``keras.optimizers.Adagrad``
+instead of ``tfrank.optimizers.Adagrad``, for a before/after.
 
-    python bench/step.py [--optimizer=tfrank|keras] [--steps=30] [--warmup=5] [--sizes=100k,25m,1m]
+    python bench/step.py [--optimizer=tfrank|keras] [--rounds=5] [--steps=10] [--warmup=5] [--sizes=100k,25m,1m]
 """
 
 import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -44,9 +46,9 @@ def _batches(num_users: int, num_movies: int, batch_size: int, list_size: int, c
     return batches
 
 
-def step_milliseconds(num_users: int, num_movies: int, optimizer_class: type, ema_momentum: float, steps: int,
-                      warmup: int, batch_size: int, list_size: int, embedding_dim: int) -> float:
-    """The median milliseconds of one compiled train step over ``steps`` steps that follow ``warmup`` steps."""
+def compiled_train_step(num_users: int, num_movies: int, optimizer_class: type, ema_momentum: float,
+                        batch_size: int, list_size: int, embedding_dim: int) -> Callable[[int], list[float]]:
+    """A function that runs ``n`` compiled train steps of a new model and returns each one's seconds."""
     keras.utils.set_random_seed(0)
     model = models.RankingModel(np.arange(1, num_users + 1), np.arange(1, num_movies + 1), embedding_dim=embedding_dim)
     loss_fn = losses.get("pairwise_hinge")
@@ -63,21 +65,28 @@ def step_milliseconds(num_users: int, num_movies: int, optimizer_class: type, em
 
     batches = _batches(num_users, num_movies, batch_size, list_size, count=8, seed=1)
     compiled = tf.function(train_step, autograph=False)
-    times = []
-    for step in range(warmup + steps):
-        features, labels = batches[step % len(batches)]
-        start = time.perf_counter()
-        float(compiled(features, labels))  # the loss comes to the host each step, as in training
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    steps_taken = 0
+
+    def run(n: int) -> list[float]:
+        nonlocal steps_taken
+        seconds = []
+        for _ in range(n):
+            features, labels = batches[steps_taken % len(batches)]
+            start = time.perf_counter()
+            float(compiled(features, labels))  # the loss comes to the host each step, as in training
+            seconds.append(time.perf_counter() - start)
+            steps_taken += 1
+        return seconds
+
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--optimizer", choices=sorted(_OPTIMIZERS), default="tfrank")
     parser.add_argument("--sizes", default=",".join(VOCABULARY_SIZES), help="comma-separated: 100k, 25m, 1m")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=10, help="steps per cell per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--list_size", type=int, default=5)
@@ -88,18 +97,28 @@ def main() -> None:
         if name not in VOCABULARY_SIZES:
             parser.error(f"--sizes names {name!r}: must be among {', '.join(VOCABULARY_SIZES)}")
     optimizer_class = _OPTIMIZERS[args.optimizer]
+    load_before = os.getloadavg()[0]
+    momenta = (0.0, training.RANKING_EMA_MOMENTUM)
+    cells = {(name, momentum): compiled_train_step(*VOCABULARY_SIZES[name], optimizer_class, momentum,
+                                                   args.batch_size, args.list_size, args.embedding_dim)
+             for name in sizes for momentum in momenta}
+    for run in cells.values():
+        run(args.warmup)
+    # Round-robin over the cells, so that a burst of load from elsewhere on the machine spreads over all of them.
+    seconds = {cell: [] for cell in cells}
+    for _ in range(args.rounds):
+        for cell, run in cells.items():
+            seconds[cell] += run(args.steps)
+    milliseconds = {cell: 1000 * statistics.median(times) for cell, times in seconds.items()}
     print(f"{args.optimizer} Adagrad, batch {args.batch_size} x {args.list_size}, pairwise hinge; median ms per step "
-          f"over {args.steps} steps after {args.warmup}")
-    print(f"{'users x movies':<22}{'averaging off':>15}{'on':>8}{'on / 100k on':>14}")
-    baseline = None
+          f"over {args.rounds} rounds of {args.steps} steps after {args.warmup}")
+    print(f"{'users x movies':<22}{'averaging off':>15}{'on':>8}{'on / first on':>15}")
     for name in sizes:
         num_users, num_movies = VOCABULARY_SIZES[name]
-        off, on = (step_milliseconds(num_users, num_movies, optimizer_class, momentum, args.steps, args.warmup,
-                                     args.batch_size, args.list_size, args.embedding_dim)
-                   for momentum in (0.0, training.RANKING_EMA_MOMENTUM))
-        baseline = baseline or on
-        print(f"{f'{num_users:,} x {num_movies:,}':<22}{off:>15.1f}{on:>8.1f}{on / baseline:>14.2f}", flush=True)
-    print(f"{os.cpu_count()} cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        off, on = (milliseconds[name, momentum] for momentum in momenta)
+        ratio = on / milliseconds[sizes[0], momenta[1]]
+        print(f"{f'{num_users:,} x {num_movies:,}':<22}{off:>15.1f}{on:>8.1f}{ratio:>15.2f}")
+    print(f"{os.cpu_count()} cores; 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
 
 
 if __name__ == "__main__":
