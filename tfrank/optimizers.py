@@ -30,12 +30,14 @@ class Adagrad(keras.optimizers.Adagrad):
     step sets ``average = w``) is the one Keras keeps, but kept lazily: each averaged variable also has an int64
     ``average_step`` per row (the step its row of ``average`` was last brought up to date; -1 for never). A step
     updates the average of the rows its gradients name; a row left alone for ``k`` steps did not change, so its average
-    is caught up in one go on its next update, ``m**k * average + (1 - m**k) * w``. ``finalize_variable_values`` (and
-    ``ema_overwrite_frequency``) catch every row up. The result equals Keras's dense average to float32 rounding
+    is caught up in one go on its next update, ``m**k * average + (1 - m**k) * w``, and ``finalize_variable_values``
+    catches every row up. The result equals Keras's dense average to float32 rounding
     (exactly, for rows updated every step); what a checkpoint holds in the average slots may lag behind for rows not
     updated lately, so it restores into this class (which has the ``average_step`` variables), not into Keras's
     Adagrad with ``use_ema``. Unlike Keras, finalizing before any step leaves the weights as they are (Keras's average
-    is still zeros then). With ``gradient_accumulation_steps`` the average is Keras's own, dense one.
+    is still zeros then). Keras's ``SwapEMAWeights`` callback reads the average slots directly, so it sees the lagging
+    rows: finalize instead. With ``gradient_accumulation_steps`` or ``ema_overwrite_frequency`` the average is Keras's
+    own, dense one.
 
     >>> optimizer = Adagrad(learning_rate=1.0)
     >>> weights = keras.Variable([1.0, 2.0])
@@ -46,7 +48,9 @@ class Adagrad(keras.optimizers.Adagrad):
 
     @property
     def _averages_lazily(self) -> bool:
-        return bool(self.use_ema) and not self.gradient_accumulation_steps
+        # Keras averages at every call under gradient accumulation, and overwrites the weights mid-step with
+        # ema_overwrite_frequency; both keep Keras's own dense average.
+        return bool(self.use_ema) and not self.gradient_accumulation_steps and not self.ema_overwrite_frequency
 
     def build(self, var_list):
         if self.built:
@@ -55,7 +59,10 @@ class Adagrad(keras.optimizers.Adagrad):
         if not self._averages_lazily:
             return
         steps = []
-        for variable in var_list:
+        for variable, average in zip(var_list, self._model_variables_moving_average):
+            if average is None:  # a variable Keras does not average
+                steps.append(None)
+                continue
             reference = variable.value if isinstance(variable, keras.Variable) else variable
             with self._distribution_strategy.extended.colocate_vars_with(reference):
                 steps.append(self.add_variable(
@@ -105,9 +112,8 @@ class Adagrad(keras.optimizers.Adagrad):
         average = _read(self._model_variables_moving_average[index], rows)
         weights = _read(variable, rows)
         last_step = _read(self._average_steps[index], rows)
-        # One step per row, broadcast over the row's values.
-        last_step = tf.reshape(last_step, tf.concat([tf.shape(last_step), [1] * (average.shape.rank - 1)], 0)
-                               ) if average.shape.rank > 1 else last_step
+        if average.shape.rank > 1:  # one step per row, broadcast over the row's values
+            last_step = tf.reshape(last_step, [-1] + [1] * (average.shape.rank - 1))
         decay = tf.pow(tf.constant(self.ema_momentum, average.dtype), tf.cast(step - last_step, average.dtype))
         lagging = tf.where(last_step == step, average, decay * average + (1 - decay) * weights)
         return tf.where(last_step == _NEVER_AVERAGED, weights, lagging)
@@ -129,16 +135,6 @@ class Adagrad(keras.optimizers.Adagrad):
             values = tf.broadcast_to(values, tf.concat([tf.shape(rows), variable.shape[1:]], 0))
             # The static shape: tf.shape would read the whole variable.
             self.assign(variable, tf.IndexedSlices(values, rows, tf.constant(tuple(variable.shape), tf.int64)))
-
-    # True while a step is applied: an ema_overwrite_frequency overwrite then comes before the step is counted.
-    _applying_step = False
-
-    def _backend_apply_gradients(self, grads, trainable_variables):
-        self._applying_step = True
-        try:
-            super()._backend_apply_gradients(grads, trainable_variables)
-        finally:
-            self._applying_step = False
 
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self._averages_lazily:
@@ -162,7 +158,7 @@ class Adagrad(keras.optimizers.Adagrad):
 
     def _overwrite_with_average(self, variable, index: int) -> None:
         """Catches every row's average up to the last step, and puts it into ``variable``."""
-        last_step = self._step() if self._applying_step else self._step() - 1
+        last_step = self._step() - 1
         average = self._caught_up_average(index, variable, None, last_step)
         self._write(self._model_variables_moving_average[index], None, average)
         self._write(self._average_steps[index], None, last_step)
