@@ -160,6 +160,28 @@ def test_resumed_averaging_run_equals_uninterrupted_run(tmp_path, in_graph):
         np.testing.assert_array_equal(np.asarray(variable), want)
 
 
+@pytest.mark.parametrize("more_steps", [0, 3], ids=["finalized_at_once", "trained_on"])
+def test_keras_averaging_checkpoint_restores_and_trains_on_with_its_averages(tmp_path, more_steps):
+    momentum = {"use_ema": True, "ema_momentum": 0.9}
+    steps = range(3, 3 + more_steps)
+    variables = _make_variables()
+    keras_optimizer = keras.optimizers.Adagrad(learning_rate=0.7, **momentum)
+    keras_optimizer.build(list(variables))
+    _run_steps(keras_optimizer, variables, range(3), in_graph=False)
+    path = tf.train.Checkpoint(variables=list(variables), optimizer=keras_optimizer).write(str(tmp_path / "ckpt"))
+    _run_steps(keras_optimizer, variables, steps, in_graph=False)
+    keras_optimizer.finalize_variable_values(list(variables))
+
+    restored = [keras.Variable(np.zeros(v.shape, np.float32), name=v.name) for v in variables]
+    optimizer = optimizers.Adagrad(learning_rate=0.7, **momentum)
+    optimizer.build(restored)
+    tf.train.Checkpoint(variables=restored, optimizer=optimizer).read(path).expect_partial()
+    _run_steps(optimizer, restored, steps, in_graph=False)
+    optimizer.finalize_variable_values(restored)
+    for got, want in zip(restored, variables):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
+
+
 def _ops(graph: tf.Graph) -> list[tf.Operation]:
     """The ops of ``graph`` and of the functions it calls."""
     ops = graph.get_operations()

@@ -10,7 +10,7 @@ accumulator rows only (the same numbers), and the moving average is kept lazily 
 import keras
 import tensorflow as tf
 
-_NEVER_AVERAGED = -1
+_NO_STEP = -1  # an average_step or lazy_average_start not set yet
 
 
 @keras.saving.register_keras_serializable(package="tfrank")
@@ -28,16 +28,17 @@ class Adagrad(keras.optimizers.Adagrad):
 
     With ``use_ema=True`` the moving average ``average = m * average + (1 - m) * w`` (``m = ema_momentum``; the first
     step sets ``average = w``) is the one Keras keeps, but kept lazily: each averaged variable also has an int64
-    ``average_step`` per row (the step its row of ``average`` was last brought up to date; -1 for never). A step
-    updates the average of the rows its gradients name; a row left alone for ``k`` steps did not change, so its average
-    is caught up in one go on its next update, ``m**k * average + (1 - m**k) * w``, and ``finalize_variable_values``
-    catches every row up. The result equals Keras's dense average to float32 rounding
-    (exactly, for rows updated every step); what a checkpoint holds in the average slots may lag behind for rows not
-    updated lately, so it restores into this class (which has the ``average_step`` variables), not into Keras's
-    Adagrad with ``use_ema``. Unlike Keras, finalizing before any step leaves the weights as they are (Keras's average
-    is still zeros then). Keras's ``SwapEMAWeights`` callback reads the average slots directly, so it sees the lagging
-    rows: finalize instead. With ``gradient_accumulation_steps`` or ``ema_overwrite_frequency`` the average is Keras's
-    own, dense one.
+    ``average_step`` per row (the step its row of ``average`` was last brought up to date), and the optimizer a
+    ``lazy_average_start`` (its first step). A step updates the average of the rows its gradients name; a row left
+    alone for ``k`` steps did not change, so its average is caught up in one go on its next update,
+    ``m**k * average + (1 - m**k) * w``, and ``finalize_variable_values`` catches every row up. The result equals
+    Keras's dense average to float32 rounding (exactly, for rows updated every step). A checkpoint of Keras's Adagrad
+    with ``use_ema`` restores into this class and trains on with the same averages (its checkpoint lacks the two new
+    kinds of variables, so read it with ``expect_partial()``); the other way round, the average slots of rows not
+    updated lately lag behind until ``finalize_variable_values``. Keras's ``SwapEMAWeights`` callback reads the
+    average slots directly, so it sees the lagging rows: finalize instead. Unlike Keras, finalizing before any step
+    leaves the weights as they are (Keras's average is still zeros then). With ``gradient_accumulation_steps`` or
+    ``ema_overwrite_frequency`` the average is Keras's own, dense one.
 
     >>> optimizer = Adagrad(learning_rate=1.0)
     >>> weights = keras.Variable([1.0, 2.0])
@@ -66,9 +67,12 @@ class Adagrad(keras.optimizers.Adagrad):
             reference = variable.value if isinstance(variable, keras.Variable) else variable
             with self._distribution_strategy.extended.colocate_vars_with(reference):
                 steps.append(self.add_variable(
-                    shape=tuple(variable.shape[:1]), initializer=keras.initializers.Constant(_NEVER_AVERAGED),
+                    shape=tuple(variable.shape[:1]), initializer=keras.initializers.Constant(_NO_STEP),
                     dtype="int64", name=_variable_name(variable) + "_average_step"))
         self._average_steps = steps
+        self._lazy_average_start = self.add_variable(
+            shape=(), initializer=keras.initializers.Constant(_NO_STEP), dtype="int64",
+            aggregation="only_first_replica", name="lazy_average_start")
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -102,21 +106,33 @@ class Adagrad(keras.optimizers.Adagrad):
         """The index of the step being applied (0 for the first), as int64."""
         return tf.cast(tf.convert_to_tensor(self._iterations), tf.int64)
 
+    def _lazy_start(self) -> tf.Tensor:
+        """The first step this optimizer averaged lazily: the step being applied when it has applied none yet."""
+        start = tf.convert_to_tensor(self._lazy_average_start)
+        return tf.where(start == _NO_STEP, self._step(), start)
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        super()._backend_apply_gradients(grads, trainable_variables)
+        if self._averages_lazily:
+            self._lazy_average_start.assign(self._lazy_start())
+
     def _caught_up_average(self, index: int, variable, rows: tf.Tensor | None, step: tf.Tensor) -> tf.Tensor:
         """The average of ``rows`` (None: all) of variable ``index`` as of the end of ``step``.
 
         Valid while those rows of the weights have not changed since their ``average_step``: the average then moved
-        towards a constant ``w``, so ``k`` missed steps are ``m**k * average + (1 - m**k) * w``; a row never averaged
-        is its weights (Keras's first step sets the average to the weights).
+        towards a constant ``w``, so ``k`` missed steps are ``m**k * average + (1 - m**k) * w``. A row without an
+        ``average_step`` has the average it had before the first lazy step: none, when that was the first step (Keras's
+        first step sets the average to the weights), else the one restored (from Keras's dense average, say).
         """
         average = _read(self._model_variables_moving_average[index], rows)
         weights = _read(variable, rows)
         last_step = _read(self._average_steps[index], rows)
+        last_step = tf.where(last_step == _NO_STEP, self._lazy_start() - 1, last_step)
         if average.shape.rank > 1:  # one step per row, broadcast over the row's values
             last_step = tf.reshape(last_step, [-1] + [1] * (average.shape.rank - 1))
         decay = tf.pow(tf.constant(self.ema_momentum, average.dtype), tf.cast(step - last_step, average.dtype))
         lagging = tf.where(last_step == step, average, decay * average + (1 - decay) * weights)
-        return tf.where(last_step == _NEVER_AVERAGED, weights, lagging)
+        return tf.where(last_step == _NO_STEP, weights, lagging)  # before the first step: no average yet
 
     def _update_average(self, index: int, variable, rows: tf.Tensor | None, caught_up: tf.Tensor) -> None:
         """Keras's average update for ``rows`` (None: all) of variable ``index``, from their caught-up average."""
