@@ -1,11 +1,14 @@
 """Optimizers for ranking models: Keras's, with steps whose cost follows the rows a batch touches.
 
-``Adagrad`` computes what ``keras.optimizers.Adagrad`` computes, with the same variables (so checkpoints interchange),
-in plain TensorFlow ops whose work on an embedding table is proportional to the rows of the batch, not the table:
-Keras takes the square root of the whole accumulator for every ``IndexedSlices`` gradient, and its moving average of
-the weights (``use_ema``) rewrites every row of every table every step. Here the root is taken of the touched
-accumulator rows only (the same numbers), and the moving average is kept lazily per row (see ``Adagrad``).
-"""
+``Adagrad`` computes what ``keras.optimizers.Adagrad`` computes, with Keras's variables (so checkpoints interchange;
+weight averaging adds two kinds), in plain TensorFlow ops whose work on an embedding table is proportional to the rows
+of the batch, not to the table: Keras takes the square root of the whole accumulator for every ``IndexedSlices``
+gradient, and its moving average of the weights (``use_ema``) rewrites every row of every table every step. Here the
+root is taken of the touched accumulator rows only (the same numbers), and the moving average is kept lazily per row
+(see ``Adagrad``).
+
+The model must read its tables by rows too (``tf.gather`` of the ``tf.Variable``): once a variable has had sparse
+updates, TensorFlow copies all of it on every whole-variable read."""
 
 import keras
 import tensorflow as tf
