@@ -1,18 +1,24 @@
-"""Optimizers for ranking models: Keras's, with updates that build fewer TensorFlow ops.
+"""Optimizers for ranking models: Keras's, with steps whose cost follows the rows a batch touches.
 
-``Adagrad`` computes exactly what ``keras.optimizers.Adagrad`` computes, with the same variables (so checkpoints
-interchange), in plain TensorFlow ops. Keras's version goes through its backend-neutral ops, whose ``IndexedSlices``
-handling adds a ``tf.cond`` and a zero/NaN scan of the accumulator per embedding table: tracing the tutorial's train
-step spent 0.49 s in Keras's per-variable updates and spends 0.08 s in these (under cProfile; BUILD.md).
-"""
+``Adagrad`` computes what ``keras.optimizers.Adagrad`` computes, with Keras's variables (so checkpoints interchange;
+weight averaging adds two kinds), in plain TensorFlow ops whose work on an embedding table is proportional to the rows
+of the batch, not to the table: Keras takes the square root of the whole accumulator for every ``IndexedSlices``
+gradient, and its moving average of the weights (``use_ema``) rewrites every row of every table every step. Here the
+root is taken of the touched accumulator rows only (the same numbers), and the moving average is kept lazily per row
+(see ``Adagrad``).
+
+The model must read its tables by rows too (``tf.gather`` of the ``tf.Variable``): once a variable has had sparse
+updates, TensorFlow copies all of it on every whole-variable read."""
 
 import keras
 import tensorflow as tf
 
+_NO_STEP = -1  # an average_step or lazy_average_start not set yet
+
 
 @keras.saving.register_keras_serializable(package="tfrank")
 class Adagrad(keras.optimizers.Adagrad):
-    """``keras.optimizers.Adagrad`` with the same arguments, variables and arithmetic, built from fewer ops.
+    """``keras.optimizers.Adagrad`` with the same arguments and arithmetic; a step costs what the batch touches.
 
     For each variable ``w`` with gradient ``g`` and accumulator ``a``::
 
@@ -20,7 +26,22 @@ class Adagrad(keras.optimizers.Adagrad):
         w -= learning_rate * g / sqrt(a + epsilon)
 
     For an ``IndexedSlices`` gradient (embedding tables) only the rows it names change, as in Keras: a row named
-    several times gets the sum of the squares of its slices in ``a``, and the sum of their steps in ``w``.
+    several times gets the sum of the squares of its slices in ``a``, and the sum of their steps in ``w``. The weights
+    and accumulators are bit for bit Keras's, eagerly and in ``tf.function``.
+
+    With ``use_ema=True`` the moving average ``average = m * average + (1 - m) * w`` (``m = ema_momentum``; the first
+    step sets ``average = w``) is the one Keras keeps, but kept lazily: each averaged variable also has an int64
+    ``average_step`` per row (the step its row of ``average`` was last brought up to date), and the optimizer a
+    ``lazy_average_start`` (its first step). A step updates the average of the rows its gradients name; a row left
+    alone for ``k`` steps did not change, so its average is caught up in one go on its next update,
+    ``m**k * average + (1 - m**k) * w``, and ``finalize_variable_values`` catches every row up. The result equals
+    Keras's dense average to float32 rounding (exactly, for rows updated every step). A checkpoint of Keras's Adagrad
+    with ``use_ema`` restores into this class and trains on with the same averages (its checkpoint lacks the two new
+    kinds of variables, so read it with ``expect_partial()``); the other way round, the average slots of rows not
+    updated lately lag behind until ``finalize_variable_values``. Keras's ``SwapEMAWeights`` callback reads the
+    average slots directly, so it sees the lagging rows: finalize instead. Unlike Keras, finalizing before any step
+    leaves the weights as they are (Keras's average is still zeros then). With ``gradient_accumulation_steps`` or
+    ``ema_overwrite_frequency`` the average is Keras's own, dense one.
 
     >>> optimizer = Adagrad(learning_rate=1.0)
     >>> weights = keras.Variable([1.0, 2.0])
@@ -29,18 +50,149 @@ class Adagrad(keras.optimizers.Adagrad):
     [0.3118, 2.0]
     """
 
+    @property
+    def _averages_lazily(self) -> bool:
+        # Keras averages at every call under gradient accumulation, and overwrites the weights mid-step with
+        # ema_overwrite_frequency; both keep Keras's own dense average.
+        return bool(self.use_ema) and not self.gradient_accumulation_steps and not self.ema_overwrite_frequency
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        if not self._averages_lazily:
+            return
+        steps = []
+        for variable, average in zip(var_list, self._model_variables_moving_average):
+            if average is None:  # a variable Keras does not average
+                steps.append(None)
+                continue
+            reference = variable.value if isinstance(variable, keras.Variable) else variable
+            with self._distribution_strategy.extended.colocate_vars_with(reference):
+                steps.append(self.add_variable(
+                    shape=tuple(variable.shape[:1]), initializer=keras.initializers.Constant(_NO_STEP),
+                    dtype="int64", name=_variable_name(variable) + "_average_step"))
+        self._average_steps = steps
+        self._lazy_average_start = self.add_variable(
+            shape=(), initializer=keras.initializers.Constant(_NO_STEP), dtype="int64",
+            aggregation="only_first_replica", name="lazy_average_start")
+
     def update_step(self, gradient, variable, learning_rate):
-        accumulator = self._accumulators[self._get_variable_index(variable)]
+        index = self._get_variable_index(variable)
+        accumulator = self._accumulators[index]
         learning_rate = tf.cast(learning_rate, variable.dtype)
+        averages = self._averages_lazily and self._model_variables_moving_average[index] is not None
         if isinstance(gradient, tf.IndexedSlices):
             values = tf.cast(gradient.values, variable.dtype)
+            rows, positions = tf.unique(gradient.indices)
+            if averages:
+                caught_up = self._caught_up_average(index, variable, rows, self._step() - 1)
             self.assign_add(accumulator, tf.IndexedSlices(tf.square(values), gradient.indices, gradient.dense_shape))
-            # The root of the whole accumulator, then its rows, as Keras does: bit for bit the same steps (taking the
-            # rows first lets a graph rewrite x / sqrt(y) into x * rsqrt(y), a last-bit difference).
-            root = tf.gather(tf.sqrt(accumulator.value + self.epsilon), gradient.indices)
-            step = tf.IndexedSlices(learning_rate * values / root, gradient.indices, gradient.dense_shape)
+            # The root of the touched rows, gathered back to the slices: the same numbers as Keras's root of the whole
+            # accumulator. Dividing by the gather (not by the sqrt itself) keeps Grappler from rewriting
+            # x / sqrt(y) into x * rsqrt(y), which differs in the last bit.
+            root = tf.sqrt(tf.gather(accumulator.value, rows) + self.epsilon)
+            step = learning_rate * values / tf.gather(root, positions)
+            self.assign_sub(variable, tf.IndexedSlices(step, gradient.indices, gradient.dense_shape))
         else:
+            rows = None
             gradient = tf.cast(gradient, variable.dtype)
+            if averages:
+                caught_up = self._caught_up_average(index, variable, rows, self._step() - 1)
             self.assign_add(accumulator, tf.square(gradient))
             step = learning_rate * gradient / tf.sqrt(accumulator.value + self.epsilon)
-        self.assign_sub(variable, step)
+            self.assign_sub(variable, step)
+        if averages:
+            self._update_average(index, variable, rows, caught_up)
+
+    def _step(self) -> tf.Tensor:
+        """The index of the step being applied (0 for the first), as int64."""
+        return tf.cast(tf.convert_to_tensor(self._iterations), tf.int64)
+
+    def _lazy_start(self) -> tf.Tensor:
+        """The first step this optimizer averaged lazily: the step being applied when it has applied none yet."""
+        start = tf.convert_to_tensor(self._lazy_average_start)
+        return tf.where(start == _NO_STEP, self._step(), start)
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        super()._backend_apply_gradients(grads, trainable_variables)
+        if self._averages_lazily:
+            self._lazy_average_start.assign(self._lazy_start())
+
+    def _caught_up_average(self, index: int, variable, rows: tf.Tensor | None, step: tf.Tensor) -> tf.Tensor:
+        """The average of ``rows`` (None: all) of variable ``index`` as of the end of ``step``.
+
+        Valid while those rows of the weights have not changed since their ``average_step``: the average then moved
+        towards a constant ``w``, so ``k`` missed steps are ``m**k * average + (1 - m**k) * w``. A row without an
+        ``average_step`` has the average it had before the first lazy step: none, when that was the first step (Keras's
+        first step sets the average to the weights), else the one restored (from Keras's dense average, say).
+        """
+        average = _read(self._model_variables_moving_average[index], rows)
+        weights = _read(variable, rows)
+        last_step = _read(self._average_steps[index], rows)
+        last_step = tf.where(last_step == _NO_STEP, self._lazy_start() - 1, last_step)
+        if average.shape.rank > 1:  # one step per row, broadcast over the row's values
+            last_step = tf.reshape(last_step, [-1] + [1] * (average.shape.rank - 1))
+        decay = tf.pow(tf.constant(self.ema_momentum, average.dtype), tf.cast(step - last_step, average.dtype))
+        lagging = tf.where(last_step == step, average, decay * average + (1 - decay) * weights)
+        return tf.where(last_step == _NO_STEP, weights, lagging)  # before the first step: no average yet
+
+    def _update_average(self, index: int, variable, rows: tf.Tensor | None, caught_up: tf.Tensor) -> None:
+        """Keras's average update for ``rows`` (None: all) of variable ``index``, from their caught-up average."""
+        step = self._step()
+        weights = _read(variable, rows)
+        # As Keras computes it: momentum 0 at the first step, so the average starts at the weights.
+        momentum = tf.cast(tf.not_equal(step, 0), weights.dtype) * tf.constant(self.ema_momentum, weights.dtype)
+        self._write(self._model_variables_moving_average[index], rows, momentum * caught_up + (1 - momentum) * weights)
+        self._write(self._average_steps[index], rows, step)
+
+    def _write(self, variable, rows: tf.Tensor | None, values: tf.Tensor) -> None:
+        """Writes ``values`` (a scalar is broadcast) into ``rows`` (None: all) of ``variable``."""
+        if rows is None:
+            self.assign(variable, tf.broadcast_to(values, variable.shape))
+        else:
+            values = tf.broadcast_to(values, tf.concat([tf.shape(rows), variable.shape[1:]], 0))
+            # The static shape: tf.shape would read the whole variable.
+            self.assign(variable, tf.IndexedSlices(values, rows, tf.constant(tuple(variable.shape), tf.int64)))
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if not self._averages_lazily:
+            super()._update_model_variables_moving_average(trainable_variables)
+        # Else update_step has averaged the rows it changed; the others are caught up when next changed or finalized.
+
+    def _overwrite_model_variables_with_average_value(self, trainable_variables):
+        if not self._averages_lazily:
+            super()._overwrite_model_variables_with_average_value(trainable_variables)
+            return
+        if len(trainable_variables) != len(self._model_variables_moving_average):
+            raise ValueError(
+                f"finalize_variable_values got {len(trainable_variables)} variables but the optimizer averages "
+                f"{len(self._model_variables_moving_average)}: pass the variables it was built with")
+        for index, variable in enumerate(trainable_variables):
+            if self._model_variables_moving_average[index] is None:
+                continue
+            target = variable.value if isinstance(variable, keras.Variable) else variable
+            self._distribution_strategy.extended.update(target, self._overwrite_with_average, args=(index,),
+                                                        group=False)
+
+    def _overwrite_with_average(self, variable, index: int) -> None:
+        """Catches every row's average up to the last step, and puts it into ``variable``."""
+        last_step = self._step() - 1
+        average = self._caught_up_average(index, variable, None, last_step)
+        self._write(self._model_variables_moving_average[index], None, average)
+        self._write(self._average_steps[index], None, last_step)
+        self.assign(variable, average)
+
+
+def _read(variable, rows: tf.Tensor | None) -> tf.Tensor:
+    """``rows`` of ``variable`` (None: all of it)."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value  # the tf.Variable, whose gather reads only the rows
+    return tf.convert_to_tensor(variable) if rows is None else tf.gather(variable, rows)
+
+
+def _variable_name(variable) -> str:
+    """``variable``'s name as Keras's optimizer variables spell it (``dense/kernel`` -> ``dense_kernel``)."""
+    if hasattr(variable, "path"):
+        return variable.path.replace("/", "_")
+    return str(variable.name).replace("/", "_").replace(":", "_")
