@@ -228,3 +228,39 @@ def test_vocabulary_from_a_tensor_of_unique_ids():
     ids, _ = tf.unique(tf.constant([40, 10, 40, 20], tf.int64))
     model = RankingModel(USERS, ids.numpy())
     np.testing.assert_array_equal(model.movie_vocabulary, [40, 10, 20])
+
+
+def _graph_ops(graph: tf.Graph) -> list:
+    """The ops of ``graph`` and of the functions it calls."""
+    ops = graph.get_operations()
+    for function in graph._functions.values():
+        if hasattr(function, "graph"):
+            ops += _graph_ops(function.graph)
+    return ops
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_train_step_reads_and_updates_only_the_rows_of_its_batch(ema):
+    # The step's cost must follow the batch, not the vocabulary: no op of the model's forward pass, its gradient
+    # or the optimizer may produce a tensor the size of an embedding table (a whole-table read is a copy once the
+    # table has had sparse updates).
+    from tfrank import losses, optimizers
+
+    num_users, num_movies = 1009, 2003  # sizes no other tensor of the step has
+    model = RankingModel(np.arange(num_users), np.arange(num_movies), embedding_dim=4)
+    optimizer = optimizers.Adagrad(use_ema=ema)
+    optimizer.build(model.trainable_variables)
+    loss = losses.PairwiseHingeLoss()
+
+    def step(user_id, movie_id, labels):
+        with tf.GradientTape() as tape:
+            value = loss(labels, model({"user_id": user_id, "movie_id": movie_id}, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables), model.trainable_variables))
+
+    specs = (tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None]))
+    graph = tf.function(step, autograph=False).get_concrete_function(*specs).graph
+    ops = _graph_ops(graph)
+    assert {"ResourceGather", "ResourceScatterAdd"} <= {op.type for op in ops}
+    table_sized = [(op.type, output.shape) for op in ops for output in op.outputs
+                   if output.shape.rank and output.shape[0] in (num_users + 1, num_movies + 1)]
+    assert table_sized == []

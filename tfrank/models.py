@@ -156,7 +156,9 @@ class RankingModel(keras.Model):
         first_layer = self.hidden_layers[0]
         # tf.split, not slicing: its gradient is one concat where two slices' gradients are two zero-filled kernels.
         user_kernel, movie_kernel = tf.split(first_layer.kernel, 2, axis=0)
-        user_embeddings = self.user_embedding(self.user_rows.lookup(user_id))  # [batch, dim]
+        # Rows of the tf.Variable, not the Keras layer: the layer reads the whole table, which TensorFlow copies
+        # every step once the optimizer has updated rows of it.
+        user_embeddings = tf.gather(self.user_embedding.embeddings.value, self.user_rows.lookup(user_id))
         user_part = tf.matmul(user_embeddings, user_kernel)  # [batch, units]
 
         if isinstance(movie_id, tf.RaggedTensor):
@@ -173,7 +175,8 @@ class RankingModel(keras.Model):
 
     def _movie_part(self, item_ids: tf.Tensor, movie_kernel: tf.Tensor) -> tf.Tensor:
         """The movie half of the first hidden layer's product for flat items ``[n]``: ``[n, units]``."""
-        return tf.matmul(self.movie_embedding(self.movie_rows.lookup(item_ids)), movie_kernel)
+        movie_embeddings = tf.gather(self.movie_embedding.embeddings.value, self.movie_rows.lookup(item_ids))
+        return tf.matmul(movie_embeddings, movie_kernel)
 
     def _score_hidden(self, first_products: tf.Tensor) -> tf.Tensor:
         """Scores ``[n]`` from the first hidden layer's products ``[n, units]`` (its bias and activation still due)."""
