@@ -72,6 +72,9 @@ RESUMABLE_FIELDS = ("epochs", "metrics", "verbose", "movielens_path", "tfds_data
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
 _CHECKPOINT_PREFIX = "ckpt"
+# What a collective op raises when a peer dies: MultiWorkerMirroredStrategy's health checks abort the collectives.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                  tf.errors.DeadlineExceededError)
 
 
 class RunError(RuntimeError):
@@ -92,6 +95,10 @@ class ModelDirLockedError(RunError):
 
 class CheckpointError(RunError):
     """The checkpoints in ``model_dir`` are damaged and none of them can be restored."""
+
+
+class WorkerLostError(RunError):
+    """A worker of a multi-worker run stopped or became unreachable; restarting the cluster resumes the run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -914,7 +921,16 @@ def run(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) 
             keras.utils.set_random_seed(config.seed)
         if not chief:
             config = dataclasses.replace(config, verbose=0)
-        return _run(config, stored_results, strategy, chief)
+        try:
+            return _run(config, stored_results, strategy, chief)
+        except _PEER_FAILURES as error:
+            if distribute.task(strategy) is None:
+                raise
+            raise WorkerLostError(
+                f"a worker of the cluster stopped or is unreachable ({first_error_line(error)}); start every worker "
+                "again with the same command: the run resumes from its last checkpoint"
+                + (f" in --model_dir={config.model_dir}" if config.model_dir else
+                   " (none here: without --model_dir it starts over)")) from None
 
 
 def _run(config: TrainConfig, stored_results: Dict[str, dict], strategy: tf.distribute.Strategy,
