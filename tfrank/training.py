@@ -2,7 +2,8 @@
 
 The training loop is a ``tf.function`` step run through ``strategy.run`` rather than ``model.fit``: Keras 3's
 ``fit`` does not work under ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585), while this loop
-does, so distributed training is a change of strategy, not a rewrite.
+does, so distributed training is a change of strategy, not a rewrite: ``distribution_strategy`` names it
+(:mod:`tfrank.distribute`), and with several replicas each one reads only its slice of every global batch.
 
 A run users can trust:
   - it fails loud: a NaN or infinite training loss, weight or score stops the run with :class:`TrainingDivergedError`
@@ -898,7 +899,8 @@ def run(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) 
     Raises:
       ValueError: a bad config field, or data that yields no lists.
       RunError: the run diverged (TrainingDivergedError), ``model_dir`` holds another run (RunMismatchError) or is
-        in use (ModelDirLockedError), or its checkpoints are damaged (CheckpointError).
+        in use (ModelDirLockedError), or its checkpoints are damaged (CheckpointError), or a worker of a
+        multi-worker run stopped (WorkerLostError).
     """
     config.validate()
     if strategy is None:
