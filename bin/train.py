@@ -60,11 +60,14 @@ flags.DEFINE_string("export_dir", _DEFAULTS.export_dir,
                     "SavedModel exports, always <export_dir>/<loss>/<version> (one folder per loss, also for a "
                     "single loss; the next version each run); point TF Serving's model_base_path at "
                     "<export_dir>/<loss>.")
-flags.DEFINE_enum("distribution_strategy", _DEFAULTS.distribution_strategy, list(distribute.STRATEGIES),
-                  "off: one process as it is. one_device, mirrored: the GPUs of this machine (mirrored: all of "
-                  "them). multi_worker_mirrored: data parallel over the cluster in $TF_CONFIG; start the same "
-                  "command on every worker (worker 0, or the chief, writes --model_dir and --export_dir, which every "
-                  "worker must reach). --batch_size is the global batch. parameter_server: not supported yet.")
+flags.DEFINE_string("distribution_strategy", _DEFAULTS.distribution_strategy,
+                    f"{', '.join(distribute.STRATEGIES)}. off: one process, as without distribution. one_device, "
+                    "mirrored: the GPUs of this machine (mirrored: all of them). multi_worker_mirrored: data "
+                    "parallel over the workers in $TF_CONFIG; start the same command on every worker (the chief, "
+                    "else worker 0, writes --model_dir and --export_dir, which every worker must reach). "
+                    "parameter_server: the chief task in $TF_CONFIG coordinates asynchronous steps of its 'worker' "
+                    "tasks on variables held by its 'ps' tasks (not partitioned); the same command on a worker or "
+                    "ps task serves until it is stopped. --batch_size is the global batch.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress (one line per epoch when stdout "
                      "is not a terminal) and the results table.")
 

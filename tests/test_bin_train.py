@@ -106,7 +106,7 @@ def _is_float(token):
     ("--epochs=-1", "--epochs=-1: must be >= 0"),
     ("--optimizer=rmsprop", "--optimizer='rmsprop': must be one of adagrad, adam, sgd"),
     ("--movielens_path=/no/such/dir", "--movielens_path='/no/such/dir'"),
-    ("--distribution_strategy=parameter_server", "--distribution_strategy='parameter_server': is not supported yet"),
+    ("--distribution_strategy=horovod", "--distribution_strategy='horovod': must be one of off, one_device"),
 ])
 def test_bad_flag_exits_with_one_line_naming_it(flag, expected):
     process = _run([TRAIN, flag])

@@ -160,6 +160,36 @@ def test_killed_worker_stops_the_cluster_and_a_restart_resumes_to_the_uninterrup
     _assert_same_training(model_dir, single_process_run)
 
 
+# Asynchronous steps change the weights in another order than one process does, so only the quality is compared:
+# mse, whose quality moves least with the order of the steps, on three test lists per user.
+PS_FLAGS = ["--dataset=synthetic", "--loss=mse", "--num_lists_per_user=2", "--batch_size=63", "--epochs=3",
+            "--eval_lists_per_user=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
+
+
+def test_parameter_server_cluster_reaches_the_quality_of_one_process(processes, tmp_path):
+    single = subprocess.run([sys.executable, TRAIN, *PS_FLAGS, f"--model_dir={tmp_path / 'single'}"],
+                            capture_output=True, text=True, timeout=WAIT_SECONDS)
+    assert single.returncode == 0, single.stderr[-3000:]
+    model_dir, export_dir = tmp_path / "model", tmp_path / "export"
+    ports = _free_ports(4)
+    cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{port}" for port in ports[1:3]],
+               "ps": [f"127.0.0.1:{ports[3]}"]}
+    args = ["--distribution_strategy=parameter_server", *PS_FLAGS, f"--model_dir={model_dir}",
+            f"--export_dir={export_dir}"]
+    servers = [processes.start(f"{task_type}-{index}", args,
+                               json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}))
+               for task_type, index in (("worker", 0), ("worker", 1), ("ps", 0))]
+    chief = processes.start("chief", args, json.dumps({"cluster": cluster, "task": {"type": "chief", "index": 0}}))
+    _finish(processes, [chief], ["chief"])
+    assert all(server.poll() is None for server in servers)  # they serve until the launcher stops them
+    expected = json.loads((tmp_path / "single" / "results.json").read_text())["mse"]["test"]
+    results = json.loads((model_dir / "results.json").read_text())["mse"]
+    assert results["epochs"] == 3 and results["test"]["ndcg@5"] == pytest.approx(expected["ndcg@5"], abs=0.005)
+    assert results["test"]["ndcg@5"] > 0.85  # trained: random scores give about 0.8 here
+    assert sorted(os.listdir(export_dir / "mse")) == ["1"]
+    assert {"ckpt-2.index", "ckpt-3.index"} <= set(os.listdir(model_dir / "mse" / "checkpoints"))
+
+
 def _input_context(pipelines, pipeline_id, replicas):
     return tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pipeline_id,
                                       num_replicas_in_sync=replicas)
@@ -197,20 +227,36 @@ def test_last_batch_smaller_than_the_replicas_is_refused_naming_the_batch_size(r
         ranking_data.replica_batches(1, 1, _input_context(1, 0, replicas))
 
 
-def test_parameter_server_is_refused_in_one_line():
-    config = training.TrainConfig(distribution_strategy="parameter_server")
-    with pytest.raises(ValueError, match="distribution_strategy='parameter_server': is not supported yet; use "
-                                         "multi_worker_mirrored"):
-        config.validate()
-    with pytest.raises(ValueError, match="distribution_strategy='horovod': must be one of off, one_device, mirrored"):
+def test_unknown_strategy_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match="distribution_strategy='horovod': must be one of off, one_device, mirrored, "
+                                         "multi_worker_mirrored, parameter_server"):
         training.TrainConfig(distribution_strategy="horovod").validate()
+
+
+_PS_CLUSTER = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]}
+
+
+@pytest.mark.parametrize("strategy, tf_config, message", [
+    ("parameter_server", None, "distribution_strategy=parameter_server: TF_CONFIG is not set"),
+    ("parameter_server", {"cluster": {"worker": ["127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}},
+     "parameter_server needs one 'chief' \\(the coordinator\\), 'worker' and 'ps' tasks"),
+    ("multi_worker_mirrored", {"cluster": _PS_CLUSTER, "task": {"type": "chief", "index": 0}},
+     "multi_worker_mirrored runs only chief, worker tasks"),
+])
+def test_cluster_the_strategy_cannot_run_is_refused_naming_its_tasks(monkeypatch, strategy, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    with pytest.raises(ValueError, match=message):
+        distribute.strategy_from_name(strategy)
 
 
 @pytest.mark.parametrize("tf_config, message", [
     (None, "TF_CONFIG is not set"),
     ("{not json", "is not JSON"),
     ('{"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}',
-     "has ps tasks: multi_worker_mirrored runs only 'chief' and 'worker' tasks"),
+     "has ps tasks: multi_worker_mirrored runs only chief, worker tasks"),
     ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 1}}',
      r"task index=1: must be in \[0, 1\)"),
     ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "names no 'worker' addresses"),

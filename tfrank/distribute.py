@@ -24,13 +24,12 @@ TF_CONFIG = "TF_CONFIG"
 # A worker's checkpoints go to this folder inside the chief's checkpoint folder and are deleted after each save.
 WORKER_TEMP_PREFIX = ".worker-temp-"
 _EXAMPLE = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}}'
+_PS_EXAMPLE = ('{"cluster": {"chief": ["host:port"], "worker": ["host:port", ...], "ps": ["host:port", ...]}, '
+               '"task": {"type": "chief", "index": 0}}')
 
 
 def check_name(name: str) -> None:
     """Raises ValueError when ``name`` is not a strategy tfrank can run, naming the ones it can."""
-    if name == PARAMETER_SERVER:
-        raise ValueError(f"distribution_strategy={name!r}: is not supported yet; use multi_worker_mirrored (data "
-                         "parallel over the TF_CONFIG workers) or mirrored (the devices of one machine)")
     if name not in STRATEGIES:
         raise ValueError(f"distribution_strategy={name!r}: must be one of {', '.join(STRATEGIES)}")
 
@@ -50,18 +49,23 @@ def tf_config(environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     return parsed
 
 
-def _check_cluster(config: Dict[str, Any]) -> None:
-    """Raises ValueError unless ``config`` names a worker cluster and this process's task in it."""
+def _check_cluster(config: Dict[str, Any], name: str = MULTI_WORKER_MIRRORED) -> None:
+    """Raises ValueError unless ``config`` names a cluster that strategy ``name`` runs, and this process's task."""
     cluster, task = config.get("cluster"), config.get("task")
-    fix = f"set it on each process to {_EXAMPLE}, or use --distribution_strategy=mirrored for one machine's devices"
+    example = _PS_EXAMPLE if name == PARAMETER_SERVER else _EXAMPLE
+    fix = f"set it on each process to {example}, or use --distribution_strategy=mirrored for one machine's devices"
     if not config:
-        raise ValueError(f"distribution_strategy={MULTI_WORKER_MIRRORED}: {TF_CONFIG} is not set; {fix}")
+        raise ValueError(f"distribution_strategy={name}: {TF_CONFIG} is not set; {fix}")
     if not isinstance(cluster, dict) or not cluster.get("worker"):
         raise ValueError(f"{TF_CONFIG} cluster={cluster!r}: names no 'worker' addresses; {fix}")
-    unsupported = sorted(set(cluster) - {"chief", "worker"})
+    tasks = {"chief", "worker", "ps"} if name == PARAMETER_SERVER else {"chief", "worker"}
+    unsupported = sorted(set(cluster) - tasks)
     if unsupported:
-        raise ValueError(f"{TF_CONFIG} cluster has {', '.join(unsupported)} tasks: multi_worker_mirrored runs only "
-                         "'chief' and 'worker' tasks; remove the others")
+        raise ValueError(f"{TF_CONFIG} cluster has {', '.join(unsupported)} tasks: {name} runs only "
+                         f"{', '.join(sorted(tasks))} tasks; remove the others")
+    if name == PARAMETER_SERVER and not (len(cluster.get("chief", [])) == 1 and cluster.get("ps")):
+        raise ValueError(f"{TF_CONFIG} cluster has {', '.join(sorted(cluster))} tasks: {name} needs one 'chief' "
+                         f"(the coordinator), 'worker' and 'ps' tasks; {fix}")
     if not isinstance(task, dict) or task.get("type") not in cluster:
         raise ValueError(f"{TF_CONFIG} task={task!r}: must name this process's type (one of "
                          f"{', '.join(sorted(cluster))}) and index in the cluster")
@@ -76,9 +80,13 @@ def strategy_from_name(name: str, environ: Optional[Dict[str, str]] = None) -> t
 
     ``one_device`` runs on the first GPU, else the CPU; ``mirrored`` on every local GPU (else the CPU);
     ``multi_worker_mirrored`` on the cluster in ``TF_CONFIG`` (it must be created before TensorFlow runs any op in
-    this process, as MultiWorkerMirroredStrategy requires).
+    this process, as MultiWorkerMirroredStrategy requires). ``parameter_server`` is a ParameterServerStrategy
+    (variables not partitioned) for the ``chief`` task, which coordinates the training; on a ``worker`` or ``ps``
+    task this call serves the cluster and never returns (the launcher stops those tasks when the chief is done).
     """
     check_name(name)
+    if name == PARAMETER_SERVER:
+        return _parameter_server_strategy(environ)
     if name == OFF:
         return tf.distribute.get_strategy()
     if name == ONE_DEVICE:
@@ -93,6 +101,25 @@ def strategy_from_name(name: str, environ: Optional[Dict[str, str]] = None) -> t
         # constants); nothing of that context is needed, so a fresh one is configured.
         context._reset_context()  # noqa: SLF001
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _parameter_server_strategy(environ: Optional[Dict[str, str]]) -> tf.distribute.Strategy:
+    _check_cluster(tf_config(environ), PARAMETER_SERVER)
+    if environ is not None:  # the resolver reads os.environ
+        os.environ[TF_CONFIG] = environ[TF_CONFIG]
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if resolver.task_type in ("worker", "ps"):
+        # A lost peer fails this task's calls at once instead of retrying (TensorFlow's advice for these servers).
+        os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+        server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
+                                      task_index=resolver.task_id, protocol=resolver.rpc_layer or "grpc", start=True)
+        server.join()
+    return tf.distribute.ParameterServerStrategy(resolver)
+
+
+def is_coordinated(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` trains through a ClusterCoordinator (ParameterServerStrategy) rather than ``run``."""
+    return isinstance(strategy, tf.distribute.ParameterServerStrategy)
 
 
 def task(strategy: tf.distribute.Strategy) -> Optional[tuple]:

@@ -391,6 +391,10 @@ class _Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
         self._compiled_step = None
+        self.coordinator = None
+        if distribute.is_coordinated(strategy):
+            self.coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+            self._worker_lists = None
 
     def train_step(self, features, labels, *global_lists):
         """One optimizer step on one (distributed) batch; returns the global batch's mean loss.
@@ -420,10 +424,33 @@ class _Trainer:
         One replica takes the batches whole, as before distribution existed. Several replicas each read only their
         slices of every global batch, through ``distribute_datasets_from_function``.
         """
+        if self.coordinator is not None:
+            return self._scheduled_epoch(ranking_data, seed, epoch)
         if self.strategy.num_replicas_in_sync == 1:
             return self.strategy.experimental_distribute_dataset(ranking_data.train_batches(seed, epoch))
         return self.strategy.distribute_datasets_from_function(
             lambda input_context: ranking_data.replica_batches(seed, epoch, input_context))
+
+    def _scheduled_epoch(self, ranking_data: "RankingData", seed: int, epoch: int) -> List[tf.Tensor]:
+        """The epoch's global batches as list indices: a coordinator sends a worker only the indices of its step.
+
+        Every worker holds the training lists once (a per-worker dataset) and gathers each scheduled batch from
+        them, so each batch of the epoch is trained once, by whichever worker is free.
+        """
+        if self._worker_lists is None:
+            lists = (ranking_data.train_features, ranking_data.train_labels)
+            self._worker_lists = iter(self.coordinator.create_per_worker_dataset(
+                lambda: tf.data.Dataset.from_tensors(lists).repeat()))
+
+            def scheduled_step(worker_lists, indices):
+                features, labels = next(worker_lists)
+                return self.train_step(*tf.nest.map_structure(lambda values: tf.gather(values, indices),
+                                                              (features, labels)))
+
+            self._compiled_step = tf.function(scheduled_step, autograph=False)
+        order = ranking_data._epoch_order(seed, epoch)
+        return [order[start:start + ranking_data.batch_size]
+                for start in range(0, ranking_data.num_train_lists, ranking_data.batch_size)]
 
     def fit_epoch(self, distributed, epoch: int, num_steps: int, num_lists: int,
                   progress: bool) -> Tuple[float, float]:
@@ -435,6 +462,21 @@ class _Trainer:
         progbar = keras.utils.Progbar(num_steps, verbose=1, stateful_metrics=["loss"]) if progress else None
         total_loss, steps = 0.0, 0
         start = time.perf_counter()
+        if self.coordinator is not None:
+            # Asynchronous steps: the losses come back when the coordinator has run the whole epoch.
+            scheduled = [self.coordinator.schedule(self._compiled_step, args=(self._worker_lists, indices))
+                         for indices in distributed]
+            self.coordinator.join()
+            for steps, remote_loss in enumerate(scheduled, start=1):
+                loss = float(remote_loss.fetch())
+                if not math.isfinite(loss):
+                    raise _diverged(self.loss_name, f"the training loss became {loss}",
+                                    f"epoch {epoch}, step {steps}/{num_steps}", self.learning_rate)
+                total_loss += loss
+            if progbar:
+                progbar.update(steps, values=[("loss", total_loss / max(steps, 1))])
+            seconds = time.perf_counter() - start
+            return total_loss / max(steps, 1), num_lists / seconds if seconds > 0 else math.nan
         if self._compiled_step is None:
             # Traced once: the signature leaves the batch size open, so the smaller last batch does not retrace.
             # No AutoGraph: the step has no tensor-dependent Python control flow, and converting Keras's layer
