@@ -1,6 +1,7 @@
 """Multi-worker training: the TF_CONFIG cluster, each replica's slice of the global batches, and two workers on
 127.0.0.1 whose weights and metrics are compared with a single-process run over the same global batches."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -188,6 +189,17 @@ def test_parameter_server_cluster_reaches_the_quality_of_one_process(processes, 
     assert results["test"]["ndcg@5"] > 0.85  # trained: random scores give about 0.8 here
     assert sorted(os.listdir(export_dir / "mse")) == ["1"]
     assert {"ckpt-2.index", "ckpt-3.index"} <= set(os.listdir(model_dir / "mse" / "checkpoints"))
+
+
+@pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
+def test_one_replica_strategies_train_like_no_strategy(strategy):
+    # mirrored takes every local GPU, else the CPU: here one replica, which takes the global batches whole.
+    config = training.TrainConfig(dataset="synthetic", loss=("softmax",), num_lists_per_user=1, batch_size=256,
+                                  epochs=2, verbose=0, metrics=("ndcg@5", "mrr"))
+    without = training.run(config)["softmax"]
+    within = training.run(dataclasses.replace(config, distribution_strategy=strategy))["softmax"]
+    assert within["test"] == without["test"] and within["val"] == without["val"]
+    assert within["test"]["ndcg@5"] > 0.0
 
 
 def _input_context(pipelines, pipeline_id, replicas):

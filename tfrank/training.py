@@ -136,8 +136,10 @@ class TrainConfig:
       overwrite: start again on a ``model_dir`` that holds a run: its config, checkpoints, logs and results are
         removed first (exports are kept; the new run exports the next version).
       distribution_strategy: ``off`` (one process, TensorFlow's default strategy), ``one_device``, ``mirrored``
-        (the devices of this machine) or ``multi_worker_mirrored`` (the cluster in ``TF_CONFIG``); ``batch_size``
-        is the global batch, split evenly over the replicas. A run may be resumed under another strategy.
+        (the devices of this machine), ``multi_worker_mirrored`` (synchronous, over the workers in ``TF_CONFIG``)
+        or ``parameter_server`` (asynchronous steps of the ``TF_CONFIG`` workers, coordinated by its chief);
+        ``batch_size`` is the global batch, split evenly over synchronous replicas. A run may be resumed under
+        another strategy.
     """
 
     loss: Tuple[str, ...] = ("pairwise_hinge",)
@@ -422,7 +424,8 @@ class _Trainer:
         """The epoch's training batches as the strategy's distributed dataset.
 
         One replica takes the batches whole, as before distribution existed. Several replicas each read only their
-        slices of every global batch, through ``distribute_datasets_from_function``.
+        slices of every global batch, through ``distribute_datasets_from_function``. A coordinator (parameter
+        servers) gets the list indices of each global batch instead (:meth:`_scheduled_epoch`).
         """
         if self.coordinator is not None:
             return self._scheduled_epoch(ranking_data, seed, epoch)
