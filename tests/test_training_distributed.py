@@ -136,20 +136,24 @@ def test_two_workers_train_the_weights_of_one_process_over_the_same_global_batch
         "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index", "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
 
 
+@pytest.mark.parametrize("killed", [1, 0], ids=["worker", "chief"])
 def test_killed_worker_stops_the_cluster_and_a_restart_resumes_to_the_uninterrupted_weights(processes, tmp_path,
-                                                                                            single_process_run):
+                                                                                            single_process_run,
+                                                                                            killed):
     model_dir = tmp_path / "model"
     args = [*RUN_FLAGS, f"--model_dir={model_dir}"]
-    chief, worker = processes.start_cluster("first", args)
+    cluster = processes.start_cluster("first", args)
     first_checkpoint = model_dir / "softmax" / "checkpoints" / "ckpt-1.index"
     deadline = time.monotonic() + WAIT_SECONDS
     while not first_checkpoint.exists():
-        assert chief.poll() is None and worker.poll() is None, processes.log("first-0")[-3000:]
+        assert all(process.poll() is None for process in cluster), processes.log("first-0")[-3000:]
         assert time.monotonic() < deadline, "no checkpoint of epoch 1 in time"
         time.sleep(0.02)
-    os.killpg(worker.pid, signal.SIGKILL)  # in epoch 2
-    assert chief.wait(timeout=120) != 0
-    message = processes.log("first-0").strip().splitlines()[-1]
+    os.killpg(cluster[killed].pid, signal.SIGKILL)  # in epoch 2
+    cluster[killed].wait(timeout=30)  # reaped, as a launcher does: a zombie's pid would still look alive
+    survivor = 1 - killed
+    assert cluster[survivor].wait(timeout=120) != 0
+    message = processes.log(f"first-{survivor}").strip().splitlines()[-1]
     assert message.startswith("train.py: error: a worker of the cluster stopped"), message
     assert "start every worker again with the same command" in message
     assert not (model_dir / "softmax" / "checkpoints" / "ckpt-2.index").exists()
@@ -158,6 +162,8 @@ def test_killed_worker_stops_the_cluster_and_a_restart_resumes_to_the_uninterrup
     restarted = processes.start_cluster("again", args)
     _finish(processes, restarted, ["again-0", "again-1"])
     assert "[softmax] resuming after epoch 1" in processes.log("again-0")
+    # The killed chief's lock names a process that no longer runs on this host: the restarted chief takes it over.
+    assert ("taking over the stale lock" in processes.log("again-0")) == (killed == 0)
     _assert_same_training(model_dir, single_process_run)
 
 
