@@ -196,6 +196,13 @@ def test_parameter_server_cluster_reaches_the_quality_of_one_process(processes, 
     assert sorted(os.listdir(export_dir / "mse")) == ["1"]
     assert {"ckpt-2.index", "ckpt-3.index"} <= set(os.listdir(model_dir / "mse" / "checkpoints"))
 
+    # The parameter servers' checkpoints (one shard per server and the chief) continue in one process.
+    more = [flag for flag in PS_FLAGS if not flag.startswith("--epochs")] + ["--epochs=4", f"--model_dir={model_dir}"]
+    continued = subprocess.run([sys.executable, TRAIN, *more], capture_output=True, text=True, timeout=WAIT_SECONDS)
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert "[mse] resuming after epoch 3" in continued.stdout
+    assert json.loads((model_dir / "results.json").read_text())["mse"]["epochs"] == 4
+
 
 @pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
 def test_one_replica_strategies_train_like_no_strategy(strategy):
