@@ -13,7 +13,7 @@ import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up nois
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from tfrank import losses, metrics, training  # noqa: E402
+from tfrank import distribute, losses, metrics, training  # noqa: E402
 from tfrank.data import MovieLensUnavailableError  # noqa: E402
 
 _DEFAULTS = training.TrainConfig()
@@ -60,6 +60,14 @@ flags.DEFINE_string("export_dir", _DEFAULTS.export_dir,
                     "SavedModel exports, always <export_dir>/<loss>/<version> (one folder per loss, also for a "
                     "single loss; the next version each run); point TF Serving's model_base_path at "
                     "<export_dir>/<loss>.")
+flags.DEFINE_string("distribution_strategy", _DEFAULTS.distribution_strategy,
+                    f"{', '.join(distribute.STRATEGIES)}. off: one process, as without distribution. one_device, "
+                    "mirrored: the GPUs of this machine (mirrored: all of them). multi_worker_mirrored: data "
+                    "parallel over the workers in $TF_CONFIG; start the same command on every worker (the chief, "
+                    "else worker 0, writes --model_dir and --export_dir, which every worker must reach). "
+                    "parameter_server: the chief task in $TF_CONFIG coordinates asynchronous steps of its 'worker' "
+                    "tasks on variables held by its 'ps' tasks (not partitioned); the same command on a worker or "
+                    "ps task serves until it is stopped. --batch_size is the global batch.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress (one line per epoch when stdout "
                      "is not a terminal) and the results table.")
 
@@ -93,7 +101,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
         export_dir=FLAGS.export_dir, verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
-        overwrite=FLAGS.overwrite)
+        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy)
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.

@@ -106,6 +106,7 @@ def _is_float(token):
     ("--epochs=-1", "--epochs=-1: must be >= 0"),
     ("--optimizer=rmsprop", "--optimizer='rmsprop': must be one of adagrad, adam, sgd"),
     ("--movielens_path=/no/such/dir", "--movielens_path='/no/such/dir'"),
+    ("--distribution_strategy=horovod", "--distribution_strategy='horovod': must be one of off, one_device"),
 ])
 def test_bad_flag_exits_with_one_line_naming_it(flag, expected):
     process = _run([TRAIN, flag])
@@ -152,6 +153,14 @@ def _main_error(train_main, *args):
     message = str(exit_info.value.code)
     assert message.startswith("train.py: error: ") and "\n" not in message
     return message
+
+
+def test_multi_worker_without_tf_config_is_one_line_naming_it(train_main, monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    message = _main_error(train_main, "--dataset=synthetic", "--distribution_strategy=multi_worker_mirrored",
+                          f"--model_dir={tmp_path / 'model'}")
+    assert "distribution_strategy=multi_worker_mirrored: TF_CONFIG is not set" in message
+    assert not (tmp_path / "model").exists()
 
 
 def test_offline_tfds_error_also_names_the_synthetic_dataset(train_main, monkeypatch, tmp_path):

@@ -2,7 +2,8 @@
 
 The training loop is a ``tf.function`` step run through ``strategy.run`` rather than ``model.fit``: Keras 3's
 ``fit`` does not work under ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585), while this loop
-does, so distributed training is a change of strategy, not a rewrite.
+does, so distributed training is a change of strategy, not a rewrite: ``distribution_strategy`` names it
+(:mod:`tfrank.distribute`), and with several replicas each one reads only its slice of every global batch.
 
 A run users can trust:
   - it fails loud: a NaN or infinite training loss, weight or score stops the run with :class:`TrainingDivergedError`
@@ -40,7 +41,7 @@ from tensorflow.core.framework import summary_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.training import checkpoint_state_pb2
 
-from tfrank import _processes, models
+from tfrank import _processes, distribute, models
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
 from tfrank import losses as tfrank_losses
@@ -67,11 +68,14 @@ LOCK_FILE = "run.lock"
 # Fields that may change between a run and its continuation: they do not change what is trained (epochs may only
 # grow, which the checkpoints check), or they say where things are read from or written to.
 RESUMABLE_FIELDS = ("epochs", "metrics", "verbose", "movielens_path", "tfds_data_dir", "model_dir", "export_dir",
-                    "overwrite", "deterministic")
+                    "overwrite", "deterministic", "distribution_strategy")
 # TensorBoard's scalar plugin tag, so scalars are written with TF alone (TF 2.21 no longer installs TensorBoard).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
 _CHECKPOINT_PREFIX = "ckpt"
+# What a collective op raises when a peer dies: MultiWorkerMirroredStrategy's health checks abort the collectives.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                  tf.errors.DeadlineExceededError)
 
 
 class RunError(RuntimeError):
@@ -92,6 +96,10 @@ class ModelDirLockedError(RunError):
 
 class CheckpointError(RunError):
     """The checkpoints in ``model_dir`` are damaged and none of them can be restored."""
+
+
+class WorkerLostError(RunError):
+    """A worker of a multi-worker run stopped or became unreachable; restarting the cluster resumes the run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +135,11 @@ class TrainConfig:
         on the same machine.
       overwrite: start again on a ``model_dir`` that holds a run: its config, checkpoints, logs and results are
         removed first (exports are kept; the new run exports the next version).
+      distribution_strategy: ``off`` (one process, TensorFlow's default strategy), ``one_device``, ``mirrored``
+        (the devices of this machine), ``multi_worker_mirrored`` (synchronous, over the workers in ``TF_CONFIG``)
+        or ``parameter_server`` (asynchronous steps of the ``TF_CONFIG`` workers, coordinated by its chief);
+        ``batch_size`` is the global batch, split evenly over synchronous replicas. A run may be resumed under
+        another strategy.
     """
 
     loss: Tuple[str, ...] = ("pairwise_hinge",)
@@ -149,6 +162,7 @@ class TrainConfig:
     verbose: int = 1
     deterministic: bool = True
     overwrite: bool = False
+    distribution_strategy: str = distribute.OFF
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field, its value and what is allowed."""
@@ -164,6 +178,7 @@ class TrainConfig:
             raise ValueError(f"loss={','.join(self.loss)}: names a loss twice; name each loss once")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r}: must be one of {', '.join(DATASETS)}")
+        distribute.check_name(self.distribution_strategy)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
         for field, minimum in (("list_size", 1), ("num_lists_per_user", 1), ("eval_lists_per_user", 1),
@@ -213,10 +228,52 @@ class RankingData:
         order at once and sliced into batches by tf.data, with no per-list tf.data work and no prefetch: slicing
         memory costs nothing worth overlapping.
         """
-        order = tf.argsort(tf.random.stateless_uniform([self.num_train_lists], seed=[seed, epoch]))
+        order = self._epoch_order(seed, epoch)
         lists = (self.train_features, self.train_labels)
         shuffled = tf.nest.map_structure(lambda values: tf.gather(values, order), lists)
         return tfrank_data.from_memory(shuffled, self.batch_size)
+
+    def _epoch_order(self, seed: int, epoch: int) -> tf.Tensor:
+        return tf.argsort(tf.random.stateless_uniform([self.num_train_lists], seed=[seed, epoch]))
+
+    def replica_batches(self, seed: int, epoch: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """This input pipeline's share of the epoch's global batches: ``(features, labels, global_lists)`` elements.
+
+        Each global batch of :meth:`train_batches` is split into ``num_replicas_in_sync`` consecutive slices whose
+        sizes differ by at most one list; the pipeline yields the slices of its own replicas, step by step, in
+        replica order (the order a strategy hands a pipeline's elements to its local replicas), and gathers only
+        those lists. ``global_lists`` is the size of the slice's global batch, which scales each replica's loss so
+        that the replicas' summed gradients are the single-process gradient of that batch.
+
+        Raises:
+          ValueError: the last global batch has fewer lists than there are replicas.
+        """
+        replicas = input_context.num_replicas_in_sync
+        local = replicas // input_context.num_input_pipelines
+        first = input_context.input_pipeline_id * local
+        starts = np.arange(0, self.num_train_lists, self.batch_size)
+        sizes = np.minimum(self.batch_size, self.num_train_lists - starts)
+        if sizes[-1] < replicas:
+            raise ValueError(
+                f"batch_size={self.batch_size}: the {self.num_train_lists} training lists leave a last batch of "
+                f"{sizes[-1]} lists for {replicas} replicas; choose a batch_size that leaves at least {replicas} "
+                "(or none) in the last batch")
+        bounds = starts[:, None] + (np.arange(replicas + 1)[None, :] * sizes[:, None]) // replicas
+        own = np.arange(first, first + local)
+        begin, end = bounds[:, own].reshape(-1), bounds[:, own + 1].reshape(-1)  # [steps * local], step-major
+        width = int(np.max(end - begin))
+        # Padded to the widest slice with repeats of the slice's last list, cut back to its length per element.
+        positions = np.minimum(begin[:, None] + np.arange(width)[None, :], end[:, None] - 1)
+        take = tf.gather(self._epoch_order(seed, epoch), positions)
+        lists = tf.nest.map_structure(lambda values: tf.gather(values, take), (self.train_features, self.train_labels))
+        lengths = tf.constant(end - begin, tf.int32)
+        global_lists = tf.constant(np.repeat(sizes, local), tf.int32)
+
+        def cut(padded, length, global_size):
+            features, labels = tf.nest.map_structure(lambda values: values[:length], padded)
+            return features, labels, global_size
+
+        return tf.data.Dataset.from_tensor_slices((lists, lengths, global_lists)).map(cut)
 
 
 def _vocabularies(ratings: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
@@ -336,25 +393,71 @@ class _Trainer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
         self._compiled_step = None
+        self.coordinator = None
+        if distribute.is_coordinated(strategy):
+            self.coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+            self._worker_lists = None
 
-    def train_step(self, features, labels):
-        """One optimizer step on one (distributed) batch; returns the loss summed over replicas."""
+    def train_step(self, features, labels, *global_lists):
+        """One optimizer step on one (distributed) batch; returns the global batch's mean loss.
 
-        def replica_step(features, labels):
+        With several replicas each batch comes with ``global_lists`` (see :meth:`RankingData.replica_batches`).
+        """
+
+        def replica_step(features, labels, global_lists=None):
             with tf.GradientTape() as tape:
                 scores = self.model(features, training=True)
-                # The loss is a mean over this replica's batch; summing replicas' gradients needs 1/replicas.
-                loss = self.loss(labels, scores) / self.strategy.num_replicas_in_sync
+                loss = self.loss(labels, scores)
+                if global_lists is not None:
+                    # The loss is a mean over this replica's slice; weighted by the slice's share of the global
+                    # batch, the replicas' summed gradients are those of the global batch's mean.
+                    share = tf.cast(tf.shape(labels)[0], loss.dtype) / tf.cast(global_lists, loss.dtype)
+                    loss = loss * share
             gradients = tape.gradient(loss, self.model.trainable_variables)
             self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
             return loss
 
-        per_replica = self.strategy.run(replica_step, args=(features, labels))
+        per_replica = self.strategy.run(replica_step, args=(features, labels, *global_lists))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    def fit_epoch(self, batches: tf.data.Dataset, epoch: int, num_steps: int, num_lists: int,
+    def distribute_epoch(self, ranking_data: "RankingData", seed: int, epoch: int):
+        """The epoch's training batches as the strategy's distributed dataset.
+
+        One replica takes the batches whole, as before distribution existed. Several replicas each read only their
+        slices of every global batch, through ``distribute_datasets_from_function``. A coordinator (parameter
+        servers) gets the list indices of each global batch instead (:meth:`_scheduled_epoch`).
+        """
+        if self.coordinator is not None:
+            return self._scheduled_epoch(ranking_data, seed, epoch)
+        if self.strategy.num_replicas_in_sync == 1:
+            return self.strategy.experimental_distribute_dataset(ranking_data.train_batches(seed, epoch))
+        return self.strategy.distribute_datasets_from_function(
+            lambda input_context: ranking_data.replica_batches(seed, epoch, input_context))
+
+    def _scheduled_epoch(self, ranking_data: "RankingData", seed: int, epoch: int) -> List[tf.Tensor]:
+        """The epoch's global batches as list indices: a coordinator sends a worker only the indices of its step.
+
+        Every worker holds the training lists once (a per-worker dataset) and gathers each scheduled batch from
+        them, so each batch of the epoch is trained once, by whichever worker is free.
+        """
+        if self._worker_lists is None:
+            lists = (ranking_data.train_features, ranking_data.train_labels)
+            self._worker_lists = iter(self.coordinator.create_per_worker_dataset(
+                lambda: tf.data.Dataset.from_tensors(lists).repeat()))
+
+            def scheduled_step(worker_lists, indices):
+                features, labels = next(worker_lists)
+                return self.train_step(*tf.nest.map_structure(lambda values: tf.gather(values, indices),
+                                                              (features, labels)))
+
+            self._compiled_step = tf.function(scheduled_step, autograph=False)
+        order = ranking_data._epoch_order(seed, epoch)
+        return [order[start:start + ranking_data.batch_size]
+                for start in range(0, ranking_data.num_train_lists, ranking_data.batch_size)]
+
+    def fit_epoch(self, distributed, epoch: int, num_steps: int, num_lists: int,
                   progress: bool) -> Tuple[float, float]:
-        """One pass over ``batches`` (``num_lists`` lists in all); returns (mean loss, lists per second).
+        """One pass over ``distributed`` batches (``num_lists`` lists in all); returns (mean loss, lists per second).
 
         Raises TrainingDivergedError at the first step whose loss is not finite (the loss comes to the host each
         step anyway, for the progress bar).
@@ -362,15 +465,29 @@ class _Trainer:
         progbar = keras.utils.Progbar(num_steps, verbose=1, stateful_metrics=["loss"]) if progress else None
         total_loss, steps = 0.0, 0
         start = time.perf_counter()
-        distributed = self.strategy.experimental_distribute_dataset(batches)
+        if self.coordinator is not None:
+            # Asynchronous steps: the losses come back when the coordinator has run the whole epoch.
+            scheduled = [self.coordinator.schedule(self._compiled_step, args=(self._worker_lists, indices))
+                         for indices in distributed]
+            self.coordinator.join()
+            for steps, remote_loss in enumerate(scheduled, start=1):
+                loss = float(remote_loss.fetch())
+                if not math.isfinite(loss):
+                    raise _diverged(self.loss_name, f"the training loss became {loss}",
+                                    f"epoch {epoch}, step {steps}/{num_steps}", self.learning_rate)
+                total_loss += loss
+            if progbar:
+                progbar.update(steps, values=[("loss", total_loss / max(steps, 1))])
+            seconds = time.perf_counter() - start
+            return total_loss / max(steps, 1), num_lists / seconds if seconds > 0 else math.nan
         if self._compiled_step is None:
             # Traced once: the signature leaves the batch size open, so the smaller last batch does not retrace.
             # No AutoGraph: the step has no tensor-dependent Python control flow, and converting Keras's layer
             # code is most of the tracing time.
             self._compiled_step = tf.function(self.train_step, input_signature=list(distributed.element_spec),
                                               autograph=False)
-        for features, labels in distributed:
-            loss = float(self._compiled_step(features, labels))
+        for batch in distributed:
+            loss = float(self._compiled_step(*batch))
             steps += 1
             if not math.isfinite(loss):
                 raise _diverged(self.loss_name, f"the training loss became {loss}",
@@ -605,11 +722,12 @@ def _lock_holder(path: str) -> Optional[Tuple[int, str]]:
         return None
 
 
-def _restore_latest(trainer: _Trainer, checkpoint_dir: str, verbose: int) -> Optional[str]:
+def _restore_latest(trainer: _Trainer, checkpoint_dir: str, verbose: int, writes: bool = True) -> Optional[str]:
     """Restores the newest checkpoint that reads back whole; returns its path, None when there is none.
 
     A damaged checkpoint (garbled ``checkpoint`` index, truncated ``.data`` or ``.index`` file) is reported in one
-    line and the next older one is tried; when checkpoints exist but none restores, CheckpointError.
+    line and the next older one is tried; when checkpoints exist but none restores, CheckpointError. Only with
+    ``writes`` (the chief's restore) is the index rewritten and are damaged checkpoints deleted.
     """
     epochs = _checkpoint_epochs(checkpoint_dir)
     index_path = os.path.join(checkpoint_dir, "checkpoint")
@@ -633,6 +751,8 @@ def _restore_latest(trainer: _Trainer, checkpoint_dir: str, verbose: int) -> Opt
             print(f"warning: checkpoint {prefix} is damaged ({first_error_line(error)}); trying an older one",
                   file=sys.stderr)
             continue
+        if not writes:
+            return prefix
         intact = [os.path.join(checkpoint_dir, f"{_CHECKPOINT_PREFIX}-{e}") for e in epochs if e <= epoch]
         # The index names only intact checkpoints, so the manager neither trusts nor keeps the damaged ones.
         tf.compat.v1.train.update_checkpoint_state(checkpoint_dir, prefix, all_model_checkpoint_paths=intact[::-1])
@@ -646,7 +766,7 @@ def _restore_latest(trainer: _Trainer, checkpoint_dir: str, verbose: int) -> Opt
         raise CheckpointError(
             f"no checkpoint in {checkpoint_dir} can be restored (damaged: {', '.join(failures)}); restore them, "
             "or pass --overwrite to start the run again, or a new --model_dir")
-    if os.path.exists(index_path):
+    if writes and os.path.exists(index_path):
         os.remove(index_path)  # an index without checkpoints would make the manager look for them
     return None
 
@@ -678,22 +798,25 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
       CheckpointError: checkpoints exist but none can be restored.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)
     trainer = _Trainer(config, loss_name, ranking_data, strategy)
     loss_dir = os.path.join(config.model_dir, loss_name) if config.model_dir else None
     manager, writer = None, None
     if loss_dir:
         checkpoint_dir = os.path.join(loss_dir, "checkpoints")
-        restored = _restore_latest(trainer, checkpoint_dir, config.verbose)
-        manager = tf.train.CheckpointManager(trainer.checkpoint, checkpoint_dir, max_to_keep=2,
-                                             checkpoint_name=_CHECKPOINT_PREFIX)
+        restored = _restore_latest(trainer, checkpoint_dir, config.verbose, writes=chief)
+        _check_workers_restored_one_epoch(strategy, int(trainer.epoch), checkpoint_dir)
+        # Every worker saves (a save may need them all); only the chief's checkpoints are kept.
+        manager = tf.train.CheckpointManager(trainer.checkpoint, distribute.write_dir(checkpoint_dir, strategy),
+                                             max_to_keep=2 if chief else 1, checkpoint_name=_CHECKPOINT_PREFIX)
         if restored and int(trainer.epoch) >= config.epochs:
-            stored = _has_metrics(stored_result, config.metrics)
+            stored = _has_metrics(stored_result, config.metrics) or not chief
             if config.verbose:
                 print(f"[{loss_name}] already trained for {int(trainer.epoch)} epochs in {loss_dir}; "
                       + ("reporting its stored results" if stored else "evaluating it for the metrics asked for"))
             if stored:
                 trainer.finalize()
-                return trainer.model, {**stored_result, "already_trained": True}
+                return trainer.model, {**(stored_result or {}), "epochs": int(trainer.epoch), "already_trained": True}
         elif restored and config.verbose:
             print(f"[{loss_name}] resuming after epoch {int(trainer.epoch)} from {restored}")
     lists_per_second = []
@@ -702,7 +825,7 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
         epoch = int(trainer.epoch) + 1
         if progress:
             print(f"[{loss_name}] epoch {epoch}/{config.epochs}")
-        batches = ranking_data.train_batches(config.seed, epoch)
+        batches = trainer.distribute_epoch(ranking_data, config.seed, epoch)
         mean_loss, speed = trainer.fit_epoch(batches, epoch, ranking_data.steps_per_epoch,
                                              ranking_data.num_train_lists, progress)
         lists_per_second.append(speed)
@@ -711,7 +834,7 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
                             trainer.learning_rate)
         trainer.epoch.assign(epoch)
         val = None
-        if writer is None and loss_dir:
+        if writer is None and loss_dir and chief:
             writer = tf.summary.create_file_writer(os.path.join(loss_dir, "logs"))
         if writer:
             with trainer.averaged_weights():
@@ -722,6 +845,8 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
                   f"{summary}".rstrip(), flush=True)
         if manager:
             manager.save(checkpoint_number=epoch)
+            distribute.remove_temporary(checkpoint_dir, strategy)
+        if writer:
             with writer.as_default(step=epoch):
                 _write_scalar("train/loss", mean_loss, epoch)
                 for name, value in val.items():
@@ -731,7 +856,8 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
         raise _diverged(loss_name, "an averaged weight is NaN or infinite", f"epoch {int(trainer.epoch)}",
                         trainer.learning_rate)
     result = {}
-    for split, lists in (("val", ranking_data.val), ("test", ranking_data.test)):
+    # Evaluation is the chief's: the other workers hold the same weights and write nothing.
+    for split, lists in (("val", ranking_data.val), ("test", ranking_data.test)) if chief else ():
         result[split], finite = _evaluate(trainer.model, lists, config.metrics)
         if not finite:
             raise _diverged(loss_name, f"the model's {split} scores are NaN or infinite",
@@ -753,6 +879,19 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
         writer.flush()
         writer.close()
     return trainer.model, result
+
+
+def _check_workers_restored_one_epoch(strategy: tf.distribute.Strategy, epoch: int, checkpoint_dir: str) -> None:
+    """Raises CheckpointError on every worker unless all of them restored the same epoch (a no-op in one process)."""
+    workers = distribute.count_across_workers(strategy, 1)
+    if workers == 1:
+        return
+    disagree = distribute.count_across_workers(strategy, int(distribute.count_across_workers(strategy, epoch)
+                                                              != epoch * workers))
+    if disagree:
+        raise CheckpointError(
+            f"the workers restored different epochs from {checkpoint_dir} (this one: {epoch}); --model_dir must be "
+            "one folder every worker reads (a shared filesystem or GCS), with the checkpoints the chief wrote")
 
 
 def _has_metrics(result: Optional[dict], metric_names: Sequence[str]) -> bool:
@@ -779,7 +918,7 @@ def _export_target(config: TrainConfig, loss_name: str) -> str:
     return os.path.join(config.export_dir, loss_name)
 
 
-def run(config: TrainConfig) -> Dict[str, dict]:
+def run(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, dict]:
     """Trains, evaluates and (optionally) exports one model per loss; returns ``{loss: {"val": .., "test": ..}}``.
 
     With ``model_dir``, the run's config, checkpoints, TensorBoard logs and ``results.json`` (this run's results,
@@ -787,30 +926,62 @@ def run(config: TrainConfig) -> Dict[str, dict]:
     exported to ``<export_dir>/<loss>/<version>`` (the next version), except a finished run's model that was already
     exported there. Without either, nothing is saved, and a verbose run says so.
 
+    ``strategy`` defaults to the one ``config.distribution_strategy`` names. In a multi-worker cluster every worker
+    calls ``run`` with the same config; the chief alone holds the lock, writes ``model_dir`` (other workers' checkpoints
+    are temporary) and the exports, evaluates, prints and returns the results; the other workers return
+    ``{loss: {"epochs": n}}``.
+
     Raises:
       ValueError: a bad config field, or data that yields no lists.
       RunError: the run diverged (TrainingDivergedError), ``model_dir`` holds another run (RunMismatchError) or is
-        in use (ModelDirLockedError), or its checkpoints are damaged (CheckpointError).
+        in use (ModelDirLockedError), or its checkpoints are damaged (CheckpointError), or a worker of a
+        multi-worker run stopped (WorkerLostError).
     """
     config.validate()
+    if strategy is None:
+        strategy = distribute.strategy_from_name(config.distribution_strategy)
+    chief = distribute.is_chief(strategy)
     with contextlib.ExitStack() as stack:
-        stored_results = {}
-        if config.model_dir:
-            stack.enter_context(_locked(config.model_dir))
-            stored_results = _open_run(config)
+        stored_results, failure = {}, None
+        if config.model_dir and chief:
+            try:
+                stack.enter_context(_locked(config.model_dir))
+                stored_results = _open_run(config)
+            except (RunError, OSError) as error:
+                failure = error
+        # The other workers wait here until the chief has checked (or replaced) the run, and stop when it stops.
+        if distribute.count_across_workers(strategy, int(failure is not None)):
+            raise failure or RunError(f"the chief stopped the run on --model_dir={config.model_dir}; its log says "
+                                      "why")
         stack.enter_context(_op_determinism(config.deterministic))
         if config.deterministic:
             keras.utils.set_random_seed(config.seed)
-        return _run(config, stored_results)
+        if not chief:
+            config = dataclasses.replace(config, verbose=0)
+        try:
+            return _run(config, stored_results, strategy, chief)
+        except _PEER_FAILURES as error:
+            if distribute.task(strategy) is None:
+                raise
+            raise WorkerLostError(
+                f"a worker of the cluster stopped or is unreachable ({first_error_line(error)}); start every worker "
+                "again with the same command: the run resumes from its last checkpoint"
+                + (f" in --model_dir={config.model_dir}" if config.model_dir else
+                   " (none here: without --model_dir it starts over)")) from None
 
 
-def _run(config: TrainConfig, stored_results: Dict[str, dict]) -> Dict[str, dict]:
+def _run(config: TrainConfig, stored_results: Dict[str, dict], strategy: tf.distribute.Strategy,
+         chief: bool) -> Dict[str, dict]:
     start = time.perf_counter()
     ranking_data = prepare_data(config)
     data_seconds = time.perf_counter() - start
     results = {}
     for loss_name in config.loss:
-        model, result = train_one(config, loss_name, ranking_data, stored_result=stored_results.get(loss_name))
+        model, result = train_one(config, loss_name, ranking_data, strategy,
+                                  stored_result=stored_results.get(loss_name))
+        if not chief:
+            results[loss_name] = {"epochs": result["epochs"]}
+            continue
         already_trained = result.pop("already_trained", False)
         if not already_trained:
             result["data_seconds"] = data_seconds  # shared by every loss: the lists are made once
