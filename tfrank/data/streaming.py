@@ -110,7 +110,8 @@ def stream_lists(ratings: tf.data.Dataset, list_size: int | None = 5, num_lists_
         return _sample_grouped(*_one_rating_per_pair(dict(columns)), list_size, num_lists_per_user, min_list_size,
                                seed)  # fmt: skip
 
-    lists = users.map(plain(sample))
+    # Sampling a chunk overlaps with reading and cutting the next ones; deterministic keeps the order of the users.
+    lists = users.map(plain(sample), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if list_size is not None and batch_size is not None:
         return lists.rebatch(batch_size)
     lists = lists.unbatch()
