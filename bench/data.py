@@ -6,8 +6,9 @@
    user from validation and from test, every list materialised. tfrank (batched and per-element forms) against
    a faithful reimplementation of the TF Recommenders tutorial's Python loop, each in a fresh subprocess.
 2. Scale: synthetic ml-25m style ratings.csv of each size (generated once into --cache_dir, generation not timed),
-   read from disk and turned into 50 lists of 5 per user by both paths: in memory (``sample_lists``) and streaming
-   (``stream_lists(sorted_by_user=True)``, the file being sorted by user), each run in its own subprocess so that
+   read from disk and turned into 50 lists of 5 per user by both paths: in memory (``load_ratings`` +
+   ``sample_lists``) and streaming (``stream_ratings`` + ``stream_lists(sorted_by_user=True)``, the file being
+   sorted by user), each run in its own subprocess so that
    its peak RSS is its own; the table gives the median of --repeats runs.
 3. Both paths on ml-100k (unsorted: the streaming path groups with ``group_by_window``).
 """
@@ -166,10 +167,11 @@ def one_size(source: str, variant: str, path: str) -> dict:
     """Runs in a subprocess: read the ratings file, sample 50 lists of 5 per user by ``path``, materialise them."""
     _warm_up_tf()
     start = time.perf_counter()
-    ratings = data.load_ratings(variant, source=source, batch_size=RATINGS_BATCH)
     if path == "memory":
+        ratings = data.load_ratings(variant, source=source, batch_size=RATINGS_BATCH)
         lists = data.sample_lists(ratings, list_size=5, num_lists_per_user=50, seed=0, batch_size=LIST_BATCH)
     else:  # the GroupLens files other than ml-100k, and the synthetic ones, are sorted by user
+        ratings = data.stream_ratings(variant, source=source)
         lists = data.stream_lists(ratings, list_size=5, num_lists_per_user=50, seed=0, batch_size=LIST_BATCH,
                                   sorted_by_user=variant != "100k")  # fmt: skip
     num_lists = _count_lists(lists)

@@ -1,5 +1,7 @@
 """Tests for tfrank.data.streaming: lists and splits built entirely in tf.data, and their tf.data service run."""
 
+import threading
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,10 +12,14 @@ from tfrank.data import (
     split,
     stream_lists,
     stream_lists_sharded,
+    stream_ratings,
     stream_split,
     synthetic,
 )
 from tfrank.data.streaming import _whole_users_in_order
+
+# Generous: the service job takes seconds; the bound only keeps a broken service from hanging the test run.
+_SERVICE_TIMEOUT_S = 300
 
 
 def _lists(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,6 +64,45 @@ def sorted_ratings() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def ml100k_ratings(movielens_dir) -> tf.data.Dataset:
     return load_ratings("100k", source=movielens_dir, batch_size=8192)
+
+
+# --- stream_ratings
+
+
+def _columns(batches: tf.data.Dataset) -> dict[str, np.ndarray]:
+    rows = list(batches.as_numpy_iterator())
+    return {key: np.concatenate([batch[key] for batch in rows]) for key in rows[0]}
+
+
+def test_streamed_ratings_of_ml100k_equal_load_ratings(movielens_dir, ml100k_ratings):
+    streamed, expected = _columns(stream_ratings("100k", movielens_dir)), _columns(ml100k_ratings)
+    assert len(streamed["user_id"]) == 100_000
+    assert streamed.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(streamed[key], expected[key])
+
+
+def test_streamed_ratings_of_a_csv_with_header_equal_load_ratings(tmp_path):
+    synthetic.write_movielens_csv(tmp_path, num_users=40, num_movies=200, num_ratings=3000, seed=1)
+    streamed = _columns(stream_ratings("25m", tmp_path))
+    expected = _columns(load_ratings("25m", tmp_path, batch_size=1000))
+    assert len(streamed["user_id"]) == 3000
+    for key in expected:
+        np.testing.assert_array_equal(streamed[key], expected[key])
+
+
+def test_streamed_ratings_name_the_file_and_line_of_a_malformed_line_past_the_first_batch(tmp_path):
+    synthetic.write_movielens_csv(tmp_path, num_users=300, num_movies=2000, num_ratings=70_000, seed=1)
+    lines = (tmp_path / "ratings.csv").read_text().splitlines(keepends=True)
+    lines[68_000 - 1] = "1,3,x,6\n"  # line 68,000 as an editor numbers them, the header being line 1
+    (tmp_path / "ratings.csv").write_text("".join(lines))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ratings.csv: line 68000 is 1,3,x,6; expected userId"):
+        _columns(stream_ratings("25m", tmp_path))
+
+
+def test_stream_ratings_rejects_tfds():
+    with pytest.raises(ValueError, match="source='tfds': stream_ratings reads local GroupLens files"):
+        stream_ratings("25m", "tfds")
 
 
 # --- stream_lists
@@ -232,13 +277,19 @@ def test_tf_data_service_with_two_workers_gives_the_lists_of_sample_lists(ml100k
                                                   port=0))  # fmt: skip
         for _ in range(2)
     ]
+    # Dynamic sharding hands each element of the leading range (a shard of users) to one worker, so each user's
+    # ratings are grouped on one worker; a user split across workers would get lists from partial ratings.
+    lists = stream_lists_sharded(ml100k_ratings, 4, seed=3, batch_size=1000).apply(
+        service.distribute(processing_mode=service.ShardingPolicy.DYNAMIC, service=dispatcher.target)
+    )
+    received: list = []
+    # A daemon thread bounds the wait: a service that stops answering fails the test instead of hanging the run.
+    reader = threading.Thread(target=lambda: received.append(_lists(lists)), daemon=True)
     try:
-        # Dynamic sharding hands each element of the leading range (a shard of users) to one worker, so each user's
-        # ratings are grouped on one worker; a user split across workers would get lists from partial ratings.
-        lists = stream_lists_sharded(ml100k_ratings, 4, seed=3, batch_size=1000).apply(
-            service.distribute(processing_mode=service.ShardingPolicy.DYNAMIC, service=dispatcher.target)
-        )
-        distributed = _lists_per_user(_lists(lists))
+        reader.start()
+        reader.join(timeout=_SERVICE_TIMEOUT_S)
+        assert received, f"tf.data service gave no complete result within {_SERVICE_TIMEOUT_S} s"
+        distributed = _lists_per_user(received[0])
     finally:
         for worker in workers:
             worker.stop()

@@ -11,7 +11,7 @@ lists = tfrank.data.stream_lists(ratings, sorted_by_user=False)   # the same lis
 from tfrank.data import synthetic
 from tfrank.data.lists import batch_lists, from_memory, sample_lists, split
 from tfrank.data.movielens import GENRES, VARIANTS, MovieLensUnavailableError, load_movies, load_ratings
-from tfrank.data.streaming import stream_lists, stream_lists_sharded, stream_split
+from tfrank.data.streaming import stream_lists, stream_lists_sharded, stream_ratings, stream_split
 
 __all__ = [
     "GENRES",
@@ -25,6 +25,7 @@ __all__ = [
     "split",
     "stream_lists",
     "stream_lists_sharded",
+    "stream_ratings",
     "stream_split",
     "synthetic",
 ]

@@ -25,10 +25,12 @@ to one worker, sends each user's ratings to one worker.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import tensorflow as tf
 
+from tfrank.data import movielens
 from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH, batched_form, plain
 from tfrank.data.lists import (
     _check_sampling,
@@ -43,6 +45,57 @@ from tfrank.data.lists import (
 
 # Users are spread over shards by a hash of their id with this seed, so that shards do not follow id ranges.
 _SHARD_SEED = 0x5EED
+
+
+def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None) -> tf.data.Dataset:
+    """A local GroupLens ratings file read line by line, in batches of ratings: memory bounded by a few batches.
+
+    The same batches of ratings as :func:`tfrank.data.load_ratings` with ``batch_size=ROWS_PER_BATCH`` (same
+    features, checks and error messages), but read with ``TextLineDataset`` instead of reading the whole file at
+    once (which holds about 3x the file in memory). The price is tf.data's per-line cost.
+
+    Args:
+      variant: one of :data:`tfrank.data.VARIANTS`.
+      source: the GroupLens folder, a folder holding it, or the zip; None for ``TFRANK_MOVIELENS_DIR``.
+
+    Raises:
+      ValueError: unknown variant, or no local source (TFDS datasets are read in batches already: use
+        ``load_ratings(source="tfds", batch_size=...)``).
+      FileNotFoundError: a local source without the ratings file.
+      tf.errors.InvalidArgumentError: when iterated, at the first malformed line (file and line number named).
+    """
+    movielens._check_variant(variant)
+    where = movielens._resolve_source(source)
+    if where == "tfds":
+        raise ValueError(f"source={source!r}: stream_ratings reads local GroupLens files; for TFDS use "
+                         "load_ratings(source='tfds', batch_size=...), which already reads in batches")  # fmt: skip
+    layout = movielens._LAYOUTS[variant]
+    path = movielens._local_file(where, variant, layout.ratings)
+    first = 1 if layout.header else 0
+    batches = tf.data.TextLineDataset(path).skip(first).batch(ROWS_PER_BATCH).enumerate()
+
+    def parse(index: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
+        numbers = first + 1 + index * ROWS_PER_BATCH + tf.range(tf.size(lines, out_type=tf.int64))
+        return _parse_rating_lines(numbers, lines, path, variant)
+
+    return batches.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _parse_rating_lines(numbers: tf.Tensor, lines: tf.Tensor, path: str, variant: str) -> dict[str, tf.Tensor]:
+    """The parse of ``movielens._read_ratings``, for lines from a ``TextLineDataset``."""
+    ok = tf.strings.regex_full_match(lines, movielens._RATINGS_LINE[variant])
+    check = movielens._assert_lines_ok(ok, numbers, lines, path, movielens._RATINGS_FORMAT[variant])
+    with tf.control_dependencies([check]):
+        lines = tf.strings.strip(lines)
+    if variant == "1m":
+        lines = tf.strings.regex_replace(lines, "::", ",")
+    user, movie, rating, timestamp = tf.io.decode_csv(
+        lines, record_defaults=movielens._RATINGS_COLUMNS, field_delim="\t" if variant == "100k" else ","
+    )
+    in_range = (rating >= 0.5) & (rating <= 5.0)
+    check = movielens._assert_lines_ok(in_range, numbers, lines, path, "a rating between 0.5 and 5")
+    with tf.control_dependencies([check]):
+        return {"user_id": user, "movie_id": movie, "user_rating": tf.identity(rating), "timestamp": timestamp}
 
 
 def stream_split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42
