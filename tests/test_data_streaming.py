@@ -14,6 +14,7 @@ from tfrank.data import (
     stream_lists_sharded,
     stream_ratings,
     stream_split,
+    streaming,
     synthetic,
 )
 from tfrank.data.streaming import _whole_users_in_order
@@ -87,6 +88,21 @@ def test_streamed_ratings_of_a_csv_with_header_equal_load_ratings(tmp_path):
     streamed = _columns(stream_ratings("25m", tmp_path))
     expected = _columns(load_ratings("25m", tmp_path, batch_size=1000))
     assert len(streamed["user_id"]) == 3000
+    for key in expected:
+        np.testing.assert_array_equal(streamed[key], expected[key])
+
+
+@pytest.mark.parametrize("final_newline", [True, False], ids=["newline_at_end", "no_newline_at_end"])
+def test_streamed_ratings_read_in_blocks_shorter_than_a_line_equal_load_ratings(tmp_path, monkeypatch,
+                                                                                final_newline):  # fmt: skip
+    synthetic.write_movielens_csv(tmp_path, num_users=10, num_movies=100, num_ratings=200, seed=2)
+    if not final_newline:
+        text = (tmp_path / "ratings.csv").read_bytes()
+        (tmp_path / "ratings.csv").write_bytes(text.rstrip(b"\n"))
+    monkeypatch.setattr(streaming, "_BLOCK_BYTES", 7)  # lines straddle blocks, and some blocks hold no newline
+    streamed = _columns(stream_ratings("25m", tmp_path))
+    expected = _columns(load_ratings("25m", tmp_path, batch_size=64))
+    assert len(streamed["user_id"]) == 200
     for key in expected:
         np.testing.assert_array_equal(streamed[key], expected[key])
 
@@ -258,6 +274,13 @@ def test_stream_split_gives_the_parts_of_split_in_input_order(sorted_ratings, ba
             np.testing.assert_array_equal(streamed_rows[key], expected_rows[key])
         sizes.append(len(streamed_rows["user_id"]))
     assert sum(sizes) == 2600 and min(sizes) > 100
+
+
+def test_lists_of_a_streamed_split_equal_those_of_the_in_memory_split(ml100k_ratings):
+    expected = _lists(sample_lists(split(ml100k_ratings, seed=42)[0], seed=42, batch_size=4096))
+    streamed = _lists(stream_lists(stream_split(ml100k_ratings, seed=42)[0], seed=42, batch_size=4096))
+    assert 900 < len(set(expected[0].tolist())) <= 943
+    assert _lists_per_user(streamed) == _lists_per_user(expected)
 
 
 def test_stream_split_rejects_fractions_that_do_not_sum_to_one(sorted_ratings):

@@ -19,6 +19,9 @@ returned (it remembers its batches or in-memory tensors), so the plain calls cos
 any other per-element dataset (after a ``map``, say) gives the same lists but pays the per-element cost. Likewise
 :func:`batch_lists` slices the lists of :func:`sample_lists` from memory instead of batching them one by one.
 
+:mod:`tfrank.data.streaming` builds the same lists as a ``tf.data`` pipeline (``group_by_window``, or a scan over
+input sorted by user), for data too large for memory and for tf.data service; both call :func:`_sample_grouped`.
+
 Randomness is counter-based: each list draws from a 64-bit integer hash (the SplitMix64 finaliser) of
 ``(seed, user_id, list index, draw)``, and the ``list_size`` distinct positions are chosen with Floyd's sampling
 algorithm, then put in a hashed random order. So a user's lists depend only on the seed, the user id and that

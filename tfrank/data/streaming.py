@@ -4,7 +4,12 @@ for tf.data service.
 :func:`stream_lists` gives each user the same lists as :func:`tfrank.data.sample_lists` (same seed, byte for byte;
 it calls the same sampler), and :func:`stream_split` the same parts as :func:`tfrank.data.split`, but neither reads
 its input when called: they return pipelines that read it as they are iterated, can be built inside a
-``tf.function``, and can be sent to tf.data service workers.
+``tf.function``, and can be sent to tf.data service workers. Memory stays bounded only if the ratings are read
+in a streaming way too: :func:`stream_ratings` reads a GroupLens file line by line (``load_ratings`` reads its file
+whole).
+
+    ratings = tfrank.data.stream_ratings("25m", "path/to/ml-25m")
+    lists = tfrank.data.stream_lists(ratings, sorted_by_user=True, batch_size=4096)
 
 How users are grouped, and what is held in memory:
 
@@ -43,6 +48,8 @@ from tfrank.data.lists import (
     _split_points,
 )
 
+# Bytes of a ratings file read at a time by stream_ratings: tens of thousands of lines, a few MB once split.
+_BLOCK_BYTES = 1 << 20
 # Users are spread over shards by a hash of their id with this seed, so that shards do not follow id ranges.
 _SHARD_SEED = 0x5EED
 
@@ -50,9 +57,9 @@ _SHARD_SEED = 0x5EED
 def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None) -> tf.data.Dataset:
     """A local GroupLens ratings file read line by line, in batches of ratings: memory bounded by a few batches.
 
-    The same batches of ratings as :func:`tfrank.data.load_ratings` with ``batch_size=ROWS_PER_BATCH`` (same
-    features, checks and error messages), but read with ``TextLineDataset`` instead of reading the whole file at
-    once (which holds about 3x the file in memory). The price is tf.data's per-line cost.
+    The same ratings, in the same order, as :func:`tfrank.data.load_ratings` with a ``batch_size`` (same features,
+    checks and error messages), in batches of the lines of each MiB of the file, read one block at a time
+    (``load_ratings`` reads the whole file at once and holds about 3x its size in memory).
 
     Args:
       variant: one of :data:`tfrank.data.VARIANTS`.
@@ -71,14 +78,37 @@ def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None
                          "load_ratings(source='tfds', batch_size=...), which already reads in batches")  # fmt: skip
     layout = movielens._LAYOUTS[variant]
     path = movielens._local_file(where, variant, layout.ratings)
-    first = 1 if layout.header else 0
-    batches = tf.data.TextLineDataset(path).skip(first).batch(ROWS_PER_BATCH).enumerate()
+    return _numbered_line_batches(path, layout.header).map(
+        plain(lambda numbers, lines: _parse_rating_lines(numbers, lines, path, variant)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
 
-    def parse(index: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
-        numbers = first + 1 + index * ROWS_PER_BATCH + tf.range(tf.size(lines, out_type=tf.int64))
-        return _parse_rating_lines(numbers, lines, path, variant)
 
-    return batches.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+def _numbered_line_batches(path: str, header: bool) -> tf.data.Dataset:
+    """Batches ``(line_numbers int64 [B], lines string [B])`` of ``path`` as ``movielens._numbered_lines`` gives
+    them, but read in blocks of ``_BLOCK_BYTES``: each block is split into lines at once and its unfinished last line
+    carried into the next block, so no tf.data work is paid per line and memory holds a block, not the file."""
+    size = os.path.getsize(path)
+    tail = size % _BLOCK_BYTES
+    blocks = tf.data.FixedLengthRecordDataset(path, _BLOCK_BYTES, footer_bytes=tail)
+    if tail:  # the reader takes whole records only: the rest of the file is one more, shorter record
+        blocks = blocks.concatenate(tf.data.FixedLengthRecordDataset(path, tail, header_bytes=size - tail))
+    marked = blocks.map(plain(lambda block: (block, False))).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+
+    def cut(state: tuple[tf.Tensor, tf.Tensor], element: tuple[tf.Tensor, tf.Tensor]
+            ) -> tuple[tuple[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:  # fmt: skip
+        unfinished, lines_before = state
+        block, is_end = element
+        pieces = tf.raw_ops.StringSplitV2(input=tf.reshape(unfinished + block, [1]), sep="\n").values
+        # At the end, the unfinished line is the last line, unless the file ended with a newline.
+        lines = tf.cond(is_end, lambda: tf.boolean_mask(pieces, pieces != ""), lambda: pieces[:-1])
+        numbers = lines_before + 1 + tf.range(tf.size(lines, out_type=tf.int64))
+        keep = numbers > (1 if header else 0)
+        return (pieces[-1], lines_before + tf.size(lines, out_type=tf.int64)), (numbers[keep], lines[keep])
+
+    line_batches = marked.scan((tf.constant(b""), tf.constant(0, tf.int64)), plain(cut))
+    return line_batches.filter(plain(lambda numbers, lines: tf.size(lines) > 0))  # the parse checks need a line
 
 
 def _parse_rating_lines(numbers: tf.Tensor, lines: tf.Tensor, path: str, variant: str) -> dict[str, tf.Tensor]:
