@@ -5,8 +5,8 @@ for tf.data service.
 it calls the same sampler), and :func:`stream_split` the same parts as :func:`tfrank.data.split`, but neither reads
 its input when called: they return pipelines that read it as they are iterated, can be built inside a
 ``tf.function``, and can be sent to tf.data service workers. Memory stays bounded only if the ratings are read
-in a streaming way too: :func:`stream_ratings` reads a GroupLens file line by line (``load_ratings`` reads its file
-whole).
+in a streaming way too: :func:`stream_ratings` reads a GroupLens file a block at a time (``load_ratings`` reads its
+file whole).
 
     ratings = tfrank.data.stream_ratings("25m", "path/to/ml-25m")
     lists = tfrank.data.stream_lists(ratings, sorted_by_user=True, batch_size=4096)
@@ -55,11 +55,12 @@ _SHARD_SEED = 0x5EED
 
 
 def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None) -> tf.data.Dataset:
-    """A local GroupLens ratings file read line by line, in batches of ratings: memory bounded by a few batches.
+    """A local GroupLens ratings file read a block at a time, in batches of ratings: memory bounded by a few blocks.
 
     The same ratings, in the same order, as :func:`tfrank.data.load_ratings` with a ``batch_size`` (same features,
     checks and error messages), in batches of the lines of each MiB of the file, read one block at a time
-    (``load_ratings`` reads the whole file at once and holds about 3x its size in memory).
+    (``load_ratings`` reads the whole file at once and holds about 3x its size in memory). The file's size is read
+    when the dataset is built: a file that grows afterwards is read up to that size.
 
     Args:
       variant: one of :data:`tfrank.data.VARIANTS`.
@@ -112,7 +113,7 @@ def _numbered_line_batches(path: str, header: bool) -> tf.data.Dataset:
 
 
 def _parse_rating_lines(numbers: tf.Tensor, lines: tf.Tensor, path: str, variant: str) -> dict[str, tf.Tensor]:
-    """The parse of ``movielens._read_ratings``, for lines from a ``TextLineDataset``."""
+    """The parse of ``movielens._read_ratings``, for the lines of :func:`_numbered_line_batches`."""
     ok = tf.strings.regex_full_match(lines, movielens._RATINGS_LINE[variant])
     check = movielens._assert_lines_ok(ok, numbers, lines, path, movielens._RATINGS_FORMAT[variant])
     with tf.control_dependencies([check]):
