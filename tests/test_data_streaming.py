@@ -291,7 +291,9 @@ def test_stream_split_rejects_fractions_that_do_not_sum_to_one(sorted_ratings):
 # --- tf.data service
 
 
-def test_tf_data_service_with_two_workers_gives_the_lists_of_sample_lists(ml100k_ratings):
+@pytest.mark.parametrize("reader", ["load_ratings", "stream_ratings"])
+def test_tf_data_service_with_two_workers_gives_the_lists_of_sample_lists(movielens_dir, ml100k_ratings, reader):
+    ratings = ml100k_ratings if reader == "load_ratings" else stream_ratings("100k", movielens_dir)
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
     address = dispatcher.target.split("://")[1]
@@ -302,7 +304,7 @@ def test_tf_data_service_with_two_workers_gives_the_lists_of_sample_lists(ml100k
     ]
     # Dynamic sharding hands each element of the leading range (a shard of users) to one worker, so each user's
     # ratings are grouped on one worker; a user split across workers would get lists from partial ratings.
-    lists = stream_lists_sharded(ml100k_ratings, 4, seed=3, batch_size=1000).apply(
+    lists = stream_lists_sharded(ratings, 4, seed=3, batch_size=1000).apply(
         service.distribute(processing_mode=service.ShardingPolicy.DYNAMIC, service=dispatcher.target)
     )
     received: list = []
