@@ -6,8 +6,11 @@
    user from validation and from test, every list materialised. tfrank (batched and per-element forms) against
    a faithful reimplementation of the TF Recommenders tutorial's Python loop, each in a fresh subprocess.
 2. Scale: synthetic ml-25m style ratings.csv of each size (generated once into --cache_dir, generation not timed),
-   read from disk and turned into 50 lists of 5 per user, each size in its own subprocess so that its peak RSS is
-   its own.
+   read from disk and turned into 50 lists of 5 per user by both paths: in memory (``load_ratings`` +
+   ``sample_lists``) and streaming (``stream_ratings`` + ``stream_lists(sorted_by_user=True)``, the file being
+   sorted by user), each run in its own subprocess so that
+   its peak RSS is its own; the table gives the median of --repeats runs.
+3. Both paths on ml-100k (unsorted: the streaming path groups with ``group_by_window``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import pathlib
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -156,38 +160,78 @@ def ensure_csv(cache_dir: pathlib.Path, num_ratings: int) -> pathlib.Path:
     return directory
 
 
-def one_size(directory: str) -> dict:
-    """Runs in a subprocess: read ratings.csv, sample 50 lists of 5 per user, materialise them."""
+PATHS = ("memory", "stream")
+
+
+def one_size(source: str, variant: str, path: str) -> dict:
+    """Runs in a subprocess: read the ratings file, sample 50 lists of 5 per user by ``path``, materialise them."""
     _warm_up_tf()
     start = time.perf_counter()
-    ratings = data.load_ratings("25m", source=directory, batch_size=RATINGS_BATCH)
-    lists = data.sample_lists(ratings, list_size=5, num_lists_per_user=50, seed=0, batch_size=LIST_BATCH)
+    if path == "memory":
+        ratings = data.load_ratings(variant, source=source, batch_size=RATINGS_BATCH)
+        lists = data.sample_lists(ratings, list_size=5, num_lists_per_user=50, seed=0, batch_size=LIST_BATCH)
+    else:  # the GroupLens files other than ml-100k, and the synthetic ones, are sorted by user
+        ratings = data.stream_ratings(variant, source=source)
+        lists = data.stream_lists(ratings, list_size=5, num_lists_per_user=50, seed=0, batch_size=LIST_BATCH,
+                                  sorted_by_user=variant != "100k")  # fmt: skip
     num_lists = _count_lists(lists)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": seconds, "lists": num_lists, "peak_rss_gib": peak_kib / 2**20}
 
 
-def run_scale(sizes: list[int], cache_dir: pathlib.Path) -> list[str]:
-    lines = [
-        "| ratings | users | file MB | lists | wall s | ratings / s | us / rating | peak RSS GiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+def _median_runs(source: str, variant: str, path: str, repeats: int) -> dict:
+    """The median time and peak RSS of ``repeats`` fresh-process runs of :func:`one_size`, and the load meanwhile."""
+    runs = []
+    for _ in range(repeats):
+        output = subprocess.run(
+            [sys.executable, __file__, f"--one_size={source}", f"--variant={variant}", f"--path={path}"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+    lists = {run["lists"] for run in runs}
+    assert len(lists) == 1, f"runs gave different list counts {lists}"
+    return {
+        "seconds": float(np.median([run["seconds"] for run in runs])),
+        "peak_rss_gib": float(np.median([run["peak_rss_gib"] for run in runs])),
+        "lists": lists.pop(),
+        "load": os.getloadavg()[0],
+    }
+
+
+def _path_rows(label: str, size: int, results: dict[str, dict]) -> list[str]:
+    memory_seconds = results["memory"]["seconds"]
+    return [
+        f"| {label} | {path} | {r['lists']:,} | {r['seconds']:.1f} | {1e6 * r['seconds'] / size:.2f} | "
+        f"{r['seconds'] / memory_seconds:.2f}x | {r['peak_rss_gib']:.2f} | {r['load']:.1f} |"
+        for path, r in results.items()
     ]
+
+
+_PATH_HEADER = [
+    "| ratings | path | lists | wall s | us / rating | vs memory | peak RSS GiB | load (1 min) |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
+]
+
+
+def run_scale(sizes: list[int], cache_dir: pathlib.Path, repeats: int, keep: bool) -> list[str]:
+    lines = list(_PATH_HEADER)
     for size in sizes:
         directory = ensure_csv(cache_dir, size)
         _, users, _ = _dataset_dir(cache_dir, size)
-        output = subprocess.run(
-            [sys.executable, __file__, f"--one_size={directory}"], capture_output=True, text=True, check=True
-        ).stdout
-        result = json.loads(output.strip().splitlines()[-1])
         megabytes = (directory / "ratings.csv").stat().st_size / 1e6
-        lines.append(
-            f"| {size:,} | {users:,} | {megabytes:.0f} | {result['lists']:,} | {result['seconds']:.1f} | "
-            f"{size / result['seconds']:,.0f} | {1e6 * result['seconds'] / size:.2f} | "
-            f"{result['peak_rss_gib']:.2f} |"
-        )
-        print(lines[-1], flush=True)
+        results = {path: _median_runs(str(directory), "25m", path, repeats) for path in PATHS}
+        label = f"{size:,} synthetic ({users:,} users, {megabytes:.0f} MB)"
+        lines.extend(_path_rows(label, size, results))
+        print("\n".join(lines[-len(PATHS):]), flush=True)
+        if not keep:
+            shutil.rmtree(directory)  # disk space: a 25M-rating CSV is about 0.7 GB
     return lines
+
+
+def run_paths_100k(path: str, repeats: int) -> list[str]:
+    results = {name: _median_runs(path, "100k", name, repeats) for name in PATHS}
+    return _PATH_HEADER + _path_rows("100,000 ml-100k (unsorted)", 100_000, results)
 
 
 def machine() -> str:
@@ -210,25 +254,32 @@ def main() -> None:
     parser.add_argument("--cache_dir", default="/tmp/tfrank-bench-data", help="where synthetic CSVs are kept")
     parser.add_argument("--skip_tutorial", action="store_true")
     parser.add_argument("--skip_scale", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs per size and path (median)")
+    parser.add_argument("--keep_csv", action="store_true", help="keep the synthetic CSVs in --cache_dir")
     parser.add_argument("--one_size", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="25m", help=argparse.SUPPRESS)
+    parser.add_argument("--path", choices=PATHS, default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--tutorial_job", choices=("loop", "batched", "per_element"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tutorial_job:
         print(json.dumps(one_tutorial_job(args.tutorial_job, args.movielens_dir)))
         return
     if args.one_size:
-        print(json.dumps(one_size(args.one_size)))
+        print(json.dumps(one_size(args.one_size, args.variant, args.path)))
         return
     print(f"machine: {machine()}", flush=True)
     if not args.skip_tutorial:
         print("\nTutorial job on MovieLens 100K (70/15/15 split; 50 lists of 5 per user + 1 val + 1 test list)")
         print("\n".join(run_tutorial(args.movielens_dir)), flush=True)
+        print("\nBoth paths on MovieLens 100K: 50 lists of 5 per user, one subprocess per run, median")
+        print("\n".join(run_paths_100k(args.movielens_dir, args.repeats)), flush=True)
     if not args.skip_scale:
-        print("\nScale: synthetic ml-25m style ratings.csv -> 50 lists of 5 per user, one subprocess per size")
+        print("\nScale: synthetic ml-25m style ratings.csv (sorted by user) -> 50 lists of 5 per user, in memory"
+              " (sample_lists) and streaming (stream_lists), one subprocess per run, median")
         sizes = [int(float(s)) for s in args.sizes.split(",")]
         cache_dir = pathlib.Path(args.cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        print("\n".join(run_scale(sizes, cache_dir)), flush=True)
+        print("\n".join(run_scale(sizes, cache_dir, args.repeats, args.keep_csv)), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ returned (it remembers its batches or in-memory tensors), so the plain calls cos
 any other per-element dataset (after a ``map``, say) gives the same lists but pays the per-element cost. Likewise
 :func:`batch_lists` slices the lists of :func:`sample_lists` from memory instead of batching them one by one.
 
+:mod:`tfrank.data.streaming` builds the same lists as a ``tf.data`` pipeline (``group_by_window``, or a scan over
+input sorted by user), for data too large for memory and for tf.data service; both call :func:`_sample_grouped`.
+
 Randomness is counter-based: each list draws from a 64-bit integer hash (the SplitMix64 finaliser) of
 ``(seed, user_id, list index, draw)``, and the ``list_size`` distinct positions are chosen with Floyd's sampling
 algorithm, then put in a hashed random order. So a user's lists depend only on the seed, the user id and that
@@ -80,15 +83,10 @@ def split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.1
       tf.errors.InvalidArgumentError: a check of the data failed while ``ratings`` was read (a malformed line of a
         MovieLens file, say); when called eagerly, the message is that check's one line (file, line, fix).
     """
-    fractions = tuple(float(f) for f in fractions)
-    if not fractions or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"fractions={fractions}: must be positive and sum to 1, e.g. (0.7, 0.15, 0.15)")
-    bounds = [sum(fractions[:i]) for i in range(len(fractions) + 1)]
-    bounds[-1] = 2.0  # the last part takes everything above the previous bound, rounding included
+    bounds = _split_bounds(fractions)
     batched = _is_batched(ratings)
     columns = _collect(ratings)
-    user_ids, movie_ids = (tf.cast(columns[key], tf.int64) for key in ("user_id", "movie_id"))
-    points = _to_unit_interval(_hash(seed, user_ids, movie_ids))
+    points = _split_points(columns, seed)
     parts = []
     for low, high in zip(bounds[:-1], bounds[1:]):
         rows = tf.where((points >= low) & (points < high))[:, 0]
@@ -194,6 +192,22 @@ def _check_sampling(list_size: int | None, num_lists_per_user: int, min_list_siz
         raise ValueError(f"batch_size={batch_size}: must be >= 1, or None for one list per element")
 
 
+def _split_bounds(fractions: Sequence[float]) -> list[float]:
+    """The part boundaries in [0, 1) of a split into ``fractions``; the last one is open-ended."""
+    fractions = tuple(float(f) for f in fractions)
+    if not fractions or any(f <= 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ValueError(f"fractions={fractions}: must be positive and sum to 1, e.g. (0.7, 0.15, 0.15)")
+    bounds = [sum(fractions[:i]) for i in range(len(fractions) + 1)]
+    bounds[-1] = 2.0  # the last part takes everything above the previous bound, rounding included
+    return bounds
+
+
+def _split_points(columns: dict[str, tf.Tensor], seed: int) -> tf.Tensor:
+    """Each rating's place in [0, 1) that decides its part: a hash of ``(seed, user_id, movie_id)``."""
+    user_ids, movie_ids = (tf.cast(columns[key], tf.int64) for key in ("user_id", "movie_id"))
+    return _to_unit_interval(_hash(seed, user_ids, movie_ids))
+
+
 def _is_batched(ratings: tf.data.Dataset) -> bool:
     rank = ratings.element_spec["user_id"].shape.rank
     if rank not in (0, 1):
@@ -260,11 +274,22 @@ def _collect(ratings: tf.data.Dataset, keys: Sequence[str] | None = None) -> dic
 
 def _rating_columns(ratings: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """``user_id`` and ``movie_id`` (int64) and ``user_rating`` (float32) of every rating, one per (user, movie)."""
-    with_timestamps = "timestamp" in ratings.element_spec
-    columns = _collect(ratings, _RATING_KEYS + (("timestamp",) if with_timestamps else ()))
+    return _one_rating_per_pair(_collect(ratings, _rating_keys(ratings)))
+
+
+def _rating_keys(ratings: tf.data.Dataset) -> tuple[str, ...]:
+    """The features that list sampling reads: ``_RATING_KEYS``, and ``timestamp`` when the ratings have one."""
+    return _RATING_KEYS + (("timestamp",) if "timestamp" in ratings.element_spec else ())
+
+
+def _one_rating_per_pair(columns: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Typed ``user_id``, ``movie_id``, ``user_rating`` columns with one rating per (user, movie) pair.
+
+    ``columns`` (of :func:`_rating_keys`) is emptied as it is read, so that the caller holds no reference to them.
+    """
     users, movies, stars = (tf.cast(columns.pop(key), dtype)
                             for key, dtype in zip(_RATING_KEYS, (tf.int64, tf.int64, tf.float32)))  # fmt: skip
-    timestamps = tf.cast(columns.pop("timestamp"), tf.int64) if with_timestamps else None
+    timestamps = tf.cast(columns.pop("timestamp"), tf.int64) if "timestamp" in columns else None
     return _latest_rating_per_pair(users, movies, stars, timestamps)
 
 
@@ -321,6 +346,17 @@ def _sample(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: 
     # Already grouped input (sorted by user) is used as it is: no sort, and no copy.
     grouped = tf.reduce_all(users[1:] >= users[:-1])
     users, movies, ratings = tf.cond(grouped, lambda: (users, movies, ratings), by_user)
+    return _sample_grouped(users, movies, ratings, list_size, num_lists, min_list_size, seed)
+
+
+def _sample_grouped(users: tf.Tensor, movies: tf.Tensor, ratings: tf.Tensor, list_size: int | None, num_lists: int,
+                   min_list_size: int, seed: int) -> tuple[dict[str, tf.Tensor], tf.Tensor]:  # fmt: skip
+    """The lists of every user in rating columns where each user's ratings are contiguous, one per movie.
+
+    The one sampler of both :func:`sample_lists` (all users at once) and :func:`tfrank.data.stream_lists` (a chunk
+    of whole users at a time): a user's lists depend only on the seed, the user id and that user's ratings in order,
+    so any grouping that keeps each user whole gives each user the same lists.
+    """
     user_ids, _, lengths = tf.unique_with_counts(users, out_idx=tf.int64)
     kept = tf.where(lengths >= min_list_size)[:, 0]
     starts = tf.gather(tf.cumsum(lengths, exclusive=True), kept)
