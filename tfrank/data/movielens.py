@@ -416,26 +416,24 @@ def _assert_movie_ids_distinct(movie_ids: tf.Tensor, numbers: tf.Tensor, path: s
 
 
 def _read_ratings(path: str, variant: str) -> tf.data.Dataset:
-    layout = _LAYOUTS[variant]
-    pattern = _RATINGS_LINE[variant]
-    expected = _RATINGS_FORMAT[variant]
+    parse = plain(lambda numbers, lines: _parse_rating_lines(numbers, lines, path, variant))
+    return _numbered_lines(path, _LAYOUTS[variant].header).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
-    @plain
-    def parse(numbers: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
-        ok = tf.strings.regex_full_match(lines, pattern)
-        with tf.control_dependencies([_assert_lines_ok(ok, numbers, lines, path, expected)]):
-            lines = tf.strings.strip(lines)
-        if variant == "1m":
-            lines = tf.strings.regex_replace(lines, "::", ",")
-        user, movie, rating, timestamp = tf.io.decode_csv(
-            lines, record_defaults=_RATINGS_COLUMNS, field_delim="\t" if variant == "100k" else ","
-        )
-        in_range = (rating >= 0.5) & (rating <= 5.0)
-        check = _assert_lines_ok(in_range, numbers, lines, path, "a rating between 0.5 and 5")
-        with tf.control_dependencies([check]):
-            return {"user_id": user, "movie_id": movie, "user_rating": tf.identity(rating), "timestamp": timestamp}
 
-    return _numbered_lines(path, layout.header).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+def _parse_rating_lines(numbers: tf.Tensor, lines: tf.Tensor, path: str, variant: str) -> dict[str, tf.Tensor]:
+    """The rating columns of a batch of ``path``'s lines (numbered from 1); a malformed line stops with its number."""
+    ok = tf.strings.regex_full_match(lines, _RATINGS_LINE[variant])
+    with tf.control_dependencies([_assert_lines_ok(ok, numbers, lines, path, _RATINGS_FORMAT[variant])]):
+        lines = tf.strings.strip(lines)
+    if variant == "1m":
+        lines = tf.strings.regex_replace(lines, "::", ",")
+    user, movie, rating, timestamp = tf.io.decode_csv(
+        lines, record_defaults=_RATINGS_COLUMNS, field_delim="\t" if variant == "100k" else ","
+    )
+    in_range = (rating >= 0.5) & (rating <= 5.0)
+    check = _assert_lines_ok(in_range, numbers, lines, path, "a rating between 0.5 and 5")
+    with tf.control_dependencies([check]):
+        return {"user_id": user, "movie_id": movie, "user_rating": tf.identity(rating), "timestamp": timestamp}
 
 
 def _normalise_genres(genres: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:

@@ -80,7 +80,7 @@ def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None
     layout = movielens._LAYOUTS[variant]
     path = movielens._local_file(where, variant, layout.ratings)
     return _numbered_line_batches(path, layout.header).map(
-        plain(lambda numbers, lines: _parse_rating_lines(numbers, lines, path, variant)),
+        plain(lambda numbers, lines: movielens._parse_rating_lines(numbers, lines, path, variant)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
 
@@ -110,23 +110,6 @@ def _numbered_line_batches(path: str, header: bool) -> tf.data.Dataset:
 
     line_batches = marked.scan((tf.constant(b""), tf.constant(0, tf.int64)), plain(cut))
     return line_batches.filter(plain(lambda numbers, lines: tf.size(lines) > 0))  # the parse checks need a line
-
-
-def _parse_rating_lines(numbers: tf.Tensor, lines: tf.Tensor, path: str, variant: str) -> dict[str, tf.Tensor]:
-    """The parse of ``movielens._read_ratings``, for the lines of :func:`_numbered_line_batches`."""
-    ok = tf.strings.regex_full_match(lines, movielens._RATINGS_LINE[variant])
-    check = movielens._assert_lines_ok(ok, numbers, lines, path, movielens._RATINGS_FORMAT[variant])
-    with tf.control_dependencies([check]):
-        lines = tf.strings.strip(lines)
-    if variant == "1m":
-        lines = tf.strings.regex_replace(lines, "::", ",")
-    user, movie, rating, timestamp = tf.io.decode_csv(
-        lines, record_defaults=movielens._RATINGS_COLUMNS, field_delim="\t" if variant == "100k" else ","
-    )
-    in_range = (rating >= 0.5) & (rating <= 5.0)
-    check = movielens._assert_lines_ok(in_range, numbers, lines, path, "a rating between 0.5 and 5")
-    with tf.control_dependencies([check]):
-        return {"user_id": user, "movie_id": movie, "user_rating": tf.identity(rating), "timestamp": timestamp}
 
 
 def stream_split(ratings: tf.data.Dataset, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42
