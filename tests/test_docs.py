@@ -14,6 +14,8 @@ what it runs:
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 
@@ -40,6 +42,9 @@ def _commands(text: str) -> list[str]:
     commands = []
     for language, block in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S):
         block = block.replace("\\\n", " ")
+        if language == "sh" and "TF_CONFIG=" in block:
+            commands.append(block.strip())  # a cluster: one script, its processes run together
+            continue
         for line in block.splitlines():
             if language == "sh" or line.startswith("$ "):
                 commands.append(line.removeprefix("$ "))
@@ -47,11 +52,12 @@ def _commands(text: str) -> list[str]:
                 commands.append(line)
     commands += [line.strip() for line in re.findall(r"^    (python .*)$", text, flags=re.M)]
     commands += re.findall(r"`((?:python|tfrank-train|tfrank-rank|tensorboard|pip) [^`]*)`", text)
-    split = []
+    split = [command for command in commands if "TF_CONFIG=" in command]
     for command in commands:
-        command = re.sub(r"\s+#.*$", "", command).strip()
-        split += [part.strip() for part in command.split("&&") if part.strip()]
-    return [re.sub(r"\s+", " ", command) for command in split]
+        if "TF_CONFIG=" not in command:
+            command = re.sub(r"\s+#.*$", "", command).strip()
+            split += [re.sub(r"\s+", " ", part.strip()) for part in command.split("&&") if part.strip()]
+    return split
 
 
 ALL_COMMANDS = sorted({command for name in DOCUMENTS for command in _commands((REPO_ROOT / name).read_text())})
@@ -61,6 +67,8 @@ def _kind(command: str) -> str:
     words = command.split()
     if any(command.startswith(prefix) for prefix in NOT_RUN_HERE):
         return "not run here"
+    if "TF_CONFIG=" in command:
+        return "cluster"
     if re.search(r"(bin/train\.py|^tfrank-train)\b", command):
         return "train"
     if re.search(r"(bin/rank\.py|^tfrank-rank)\b", command):
@@ -193,3 +201,32 @@ def test_tensorboard_command_finds_the_runs_curves(command, documented_run, movi
     process = subprocess.run(words, capture_output=True, text=True, env=_env(), timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     assert "val/ndcg@5" in process.stdout and "train/loss" in process.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("script", [c for c in ALL_COMMANDS if _kind(c) == "cluster"])
+def test_cluster_scripts_train_with_every_worker(script, tmp_path):
+    # The documents' ports may be taken here: free ones instead, and one epoch, the same code path.
+    for port in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", script))):
+        script = script.replace(f"127.0.0.1:{port}", f"127.0.0.1:{_free_port()}")
+    script = script.replace("/tmp/tfrank", str(tmp_path)).replace("python bin/", f"{sys.executable} {REPO_ROOT}/bin/")
+    script = re.sub(r"(bin/train\.py[^\n&]*)", r"\1 --epochs=1 ", script)
+    env = _env()
+    env.pop("TFRANK_MOVIELENS_DIR", None)
+    process = subprocess.Popen(["bash", "-c", "set -e\n" + script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, stderr[-3000:]
+    (results,) = tmp_path.glob("*/results.json")  # the chief's, and only one
+    assert re.search(r"^\S+\s+test\s+0\.\d{4}", stdout, flags=re.M), stdout[-2000:]
+    assert results.is_file()
