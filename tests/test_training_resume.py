@@ -1,5 +1,6 @@
 """A model_dir holds one run: resuming only what was asked for, the lock, and damaged checkpoints."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import SMALL_RUN
@@ -122,6 +124,43 @@ def test_stale_lock_of_a_dead_process_is_taken_over(synthetic_dir, tmp_path, cap
         capsys.readouterr().err)
     assert _checkpoints(tmp_path) == ["ckpt-1.index"]
     assert not (tmp_path / training.LOCK_FILE).exists()
+
+
+def test_lock_naming_a_reused_pid_is_taken_over_once_it_is_unlocked(synthetic_dir, tmp_path, capsys):
+    # A restarted container often gets its old pid back: an unlocked file naming a live pid is still stale.
+    lock = tmp_path / training.LOCK_FILE
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    training.run(_config(synthetic_dir, tmp_path))
+    assert f"taking over the stale lock {lock} of process {os.getpid()}" in capsys.readouterr().err
+    assert _checkpoints(tmp_path) == ["ckpt-1.index"]
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "42"])
+def test_run_config_that_is_no_json_object_is_a_one_line_error(synthetic_dir, tmp_path, content):
+    training.run(_config(synthetic_dir, tmp_path))
+    (tmp_path / training.RUN_CONFIG_FILE).write_text(content)
+    with pytest.raises(training.CheckpointError) as error:
+        training.run(_config(synthetic_dir, tmp_path, epochs=2))
+    assert "does not hold a JSON object" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_overwrite_removes_only_loss_folders_a_damaged_config_names(synthetic_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    training.run(_config(synthetic_dir, model_dir))
+    (tmp_path / "keep").mkdir()
+    (model_dir / training.RUN_CONFIG_FILE).write_text(json.dumps({"loss": ["../keep", "pairwise_hinge"]}))
+    training.run(_config(synthetic_dir, model_dir, overwrite=True))
+    assert (tmp_path / "keep").is_dir() and _checkpoints(model_dir) == ["ckpt-1.index"]
+
+
+def test_evaluating_each_epoch_in_a_model_dir_does_not_change_the_trained_weights(synthetic_dir, tmp_path):
+    # With a model_dir each epoch is evaluated with the averaged weights; the training itself must not notice.
+    config = _config(synthetic_dir, tmp_path, epochs=2, loss=("softmax",))
+    data = training.prepare_data(config)
+    with_evaluation, _ = training.train_one(config, "softmax", data)
+    without, _ = training.train_one(dataclasses.replace(config, model_dir=None), "softmax", data)
+    for first, second in zip(with_evaluation.trainable_variables, without.trainable_variables):
+        np.testing.assert_array_equal(first.numpy(), second.numpy())
 
 
 def test_garbled_checkpoint_index_resumes_from_the_newest_checkpoint(synthetic_dir, tmp_path, capsys):

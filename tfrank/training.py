@@ -514,12 +514,15 @@ def _averaged_weights(trainer: _Trainer) -> Iterator[None]:
     if not (trainer.ema_momentum > 0 and int(trainer.epoch) > 0):
         yield
         return
-    raw = [tf.identity(tf.convert_to_tensor(v)) for v in trainer.model.trainable_variables]
+    # Finalizing also brings the optimizer's lazily kept averages up to date, with other rounding than training
+    # would: its state is put back too, so that evaluating an epoch never changes what is trained.
+    state = list(trainer.model.trainable_variables) + list(trainer.optimizer.variables)
+    saved = [tf.identity(tf.convert_to_tensor(variable)) for variable in state]
     trainer.optimizer.finalize_variable_values(trainer.model.trainable_variables)
     try:
         yield
     finally:
-        for variable, value in zip(trainer.model.trainable_variables, raw):
+        for variable, value in zip(state, saved):
             variable.assign(value)
 
 
@@ -550,10 +553,15 @@ def _read_json(path: str) -> Optional[Any]:
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            value = json.load(f)
     except (ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid JSON ({error}); restore it, or pass --overwrite to start the "
-                              "run again, or a new --model_dir") from None
+        value, problem = None, f"is not valid JSON ({error})"
+    else:
+        problem = None if isinstance(value, dict) else "does not hold a JSON object"
+    if problem:
+        raise CheckpointError(f"{path} {problem}; restore it, or pass --overwrite to start the run again, or a new "
+                              "--model_dir")
+    return value
 
 
 # -- The run's files in model_dir ----------------------------------------------------------------------------------
@@ -610,7 +618,8 @@ def _check_epochs(config: TrainConfig) -> None:
 def _remove_run(model_dir: str, loss_names: Sequence[str]) -> None:
     """Removes a run's config, results, and the checkpoints and logs of ``loss_names`` from ``model_dir``."""
     stored = _read_json_quietly(os.path.join(model_dir, RUN_CONFIG_FILE))
-    names = set(loss_names) | set((stored or {}).get("loss", []))
+    # Only loss folders: a damaged config must not name a folder outside model_dir.
+    names = (set(loss_names) | set((stored or {}).get("loss", []))) & set(tfrank_losses.names())
     for name in names:
         shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
     for name in (RUN_CONFIG_FILE, RESULTS_FILE):
@@ -676,7 +685,9 @@ def _locked(model_dir: str) -> Iterator[None]:
             continue
         if holder is not None:
             holder_pid, holder_host = holder
-            if holder_host != host or _processes.process_alive(holder_pid):
+            # With flock, holding the lock proves its recorded holder gone (the kernel releases a dead process's
+            # lock), even when its pid now names another process; without flock only the pid and host can tell.
+            if fcntl is None and (holder_host != host or _processes.process_alive(holder_pid)):
                 os.close(descriptor)
                 raise _lock_error(model_dir, path, holder)
             print(f"taking over the stale lock {path} of process {holder_pid}, which no longer runs", file=sys.stderr)
