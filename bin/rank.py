@@ -17,6 +17,7 @@ scored with the model's out-of-vocabulary row and a warning on stderr names them
 import os
 import sys
 
+import _cli  # noqa: E402
 import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up noise)
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -24,6 +25,7 @@ from absl import app, flags  # noqa: E402
 from tfrank import data, export  # noqa: E402
 from tfrank.data._tfdata import ROWS_PER_BATCH  # noqa: E402
 
+PROGRAM = os.path.basename(__file__)
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "One loss's export folder holding integer version folders, e.g. "
                     "/tmp/tfrank/export/pairwise_hinge. Required.")  # fmt: skip
@@ -49,31 +51,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir when titles and ratings come from TFDS.")
 
-_HELP_FLAGS = {"-h", "-?", "--help", "--helpshort", "--helpfull"}
 _MAX_IDS_SHOWN = 10
-
-
-def _fail(message: str) -> None:
-    """Ends the run with a one-line error on stderr: no traceback, no usage text."""
-    print(f"rank.py: error: {message}", file=sys.stderr)
-    _quiet_tensorflow.exit_without_teardown(1)
 
 
 def _warn(message: str) -> None:
     print(f"rank.py: warning: {message}", file=sys.stderr)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with help on stdout and exit status 0, and flag errors as one line."""
-    arguments = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
-    help_flags = _HELP_FLAGS.intersection(arguments)
-    if help_flags:
-        app.usage(shorthelp="--helpfull" not in help_flags, writeto_stdout=True)
-        _quiet_tensorflow.exit_without_teardown(0)
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        _fail(" ".join(str(error).split()))
 
 
 def _ids_text(ids: list[int]) -> str:
@@ -85,7 +67,8 @@ def _version_folder() -> str:
     """The version folder to load, or a one-line error naming --export_dir / --version."""
     export_dir = FLAGS.export_dir
     if not os.path.isdir(export_dir):
-        _fail(f"--export_dir={export_dir}: no such folder; pass one loss's export folder, e.g. <export_dir>/<loss>")
+        _cli.fail(PROGRAM, f"--export_dir={export_dir}: no such folder; pass one loss's export folder, e.g. "
+                  "<export_dir>/<loss>")
     version = None if FLAGS.version == "latest" else int(FLAGS.version)
     versions = export.list_versions(export_dir)
     if not versions:
@@ -94,9 +77,9 @@ def _version_folder() -> str:
         if losses:
             example = os.path.join(export_dir, losses[0])
             hint = f"it holds the exports of {', '.join(losses)}: pass e.g. --export_dir={example}"
-        _fail(f"--export_dir={export_dir} holds no version folders; {hint}")
+        _cli.fail(PROGRAM, f"--export_dir={export_dir} holds no version folders; {hint}")
     if version is not None and version not in versions:
-        _fail(f"--version={version}: not under --export_dir={export_dir}; its versions are {versions}")
+        _cli.fail(PROGRAM, f"--version={version}: not under --export_dir={export_dir}; its versions are {versions}")
     return export.version_path(export_dir, version)
 
 
@@ -105,16 +88,18 @@ def _movie_ids_to_rank() -> list[int] | None:
     if FLAGS.movie_ids is None:
         return None
     if not FLAGS.movie_ids:
-        _fail("--movie_ids is empty: pass ids, e.g. --movie_ids=409,237,131, or leave it out to rank unrated movies")
+        _cli.fail(PROGRAM, "--movie_ids is empty: pass ids, e.g. --movie_ids=409,237,131, or leave it out to rank "
+                  "unrated movies")
     movie_ids = []
     for text in FLAGS.movie_ids:
         try:
             movie_ids.append(int(text))
         except ValueError:
-            _fail(f"--movie_ids: {text!r} is not an integer; pass e.g. --movie_ids=409,237,131")
+            _cli.fail(PROGRAM, f"--movie_ids: {text!r} is not an integer; pass e.g. --movie_ids=409,237,131")
     negative = [movie_id for movie_id in movie_ids if movie_id < 0]
     if negative:
-        _fail(f"--movie_ids: {_ids_text(negative)}: movie ids are >= 0 (-1 marks padding in the model's input)")
+        _cli.fail(PROGRAM, f"--movie_ids: {_ids_text(negative)}: movie ids are >= 0 (-1 marks padding in the "
+                  "model's input)")
     unique = list(dict.fromkeys(movie_ids))
     if len(unique) < len(movie_ids):
         repeated = [movie_id for movie_id in unique if movie_ids.count(movie_id) > 1]
@@ -136,7 +121,7 @@ def _rated_movies(user_id: int) -> set[int]:
             rated.update(batch["movie_id"][batch["user_id"] == user_id].tolist())
     except (data.MovieLensUnavailableError, OSError, ValueError, tf.errors.OpError) as error:
         message = " ".join(str(error).split())
-        _fail(f"--movielens_path: {message} Or pass --noexclude_rated, or --movie_ids.")
+        _cli.fail(PROGRAM, f"--movielens_path: {message} Or pass --noexclude_rated, or --movie_ids.")
     return rated
 
 
@@ -147,31 +132,31 @@ def _titles() -> dict[int, str]:
         )
         return {int(movie["movie_id"]): movie["movie_title"].decode() for movie in movies.as_numpy_iterator()}
     except (data.MovieLensUnavailableError, OSError, ValueError, tf.errors.OpError) as error:
-        _fail(f"--movielens_path: {' '.join(str(error).split())} Or pass --notitles.")
+        _cli.fail(PROGRAM, f"--movielens_path: {' '.join(str(error).split())} Or pass --notitles.")
 
 
 def main(argv):
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}; flags are written --name=value")
+        _cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}; flags are written --name=value")
     for name in ("export_dir", "user_id"):
         if FLAGS[name].value is None:
-            _fail(f"--{name} is required; see --help")
+            _cli.fail(PROGRAM, f"--{name} is required; see --help")
     if FLAGS.version != "latest" and not FLAGS.version.isdigit():
-        _fail(f"--version={FLAGS.version}: pass 'latest' or an integer version folder, e.g. --version=3")
+        _cli.fail(PROGRAM, f"--version={FLAGS.version}: pass 'latest' or an integer version folder, e.g. --version=3")
     user_id = FLAGS.user_id
     if user_id < 0:
-        _fail(f"--user_id={user_id}: user ids are >= 0")
+        _cli.fail(PROGRAM, f"--user_id={user_id}: user ids are >= 0")
     movie_ids = _movie_ids_to_rank()
     path = _version_folder()
     try:
         saved_model = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as error:
-        _fail(f"--export_dir: {path} is not a loadable SavedModel: {' '.join(str(error).split())[:300]}")
+        _cli.fail(PROGRAM, f"--export_dir: {path} is not a loadable SavedModel: {' '.join(str(error).split())[:300]}")
     try:
         vocabularies = export.vocabularies(saved_model)
     except ValueError as error:
         if movie_ids is None:
-            _fail(f"--movie_ids is needed: {path}: {error}")
+            _cli.fail(PROGRAM, f"--movie_ids is needed: {path}: {error}")
         _warn(f"{path}: {error}; unknown ids cannot be named")
         vocabularies = None
 
@@ -183,7 +168,8 @@ def main(argv):
             rated = _rated_movies(user_id)
             candidates = [movie_id for movie_id in candidates if movie_id not in rated]
         if not candidates:
-            _fail(f"--user_id={user_id} has rated every movie seen in training; pass --noexclude_rated or --movie_ids")
+            _cli.fail(PROGRAM, f"--user_id={user_id} has rated every movie seen in training; pass --noexclude_rated or "
+                      "--movie_ids")
         heading = f"Top {min(FLAGS.top_k, len(candidates))} of the {len(candidates)} movies " + (
             f"user {user_id} has not rated" if FLAGS.exclude_rated else "seen in training"
         )
@@ -202,7 +188,7 @@ def main(argv):
     try:
         ranking = export.rank_movies(saved_model, user_id, candidates)[:top_k]
     except tf.errors.OpError as error:
-        _fail(f"{path}: serving_default failed: {' '.join(error.message.split())[:300]}")
+        _cli.fail(PROGRAM, f"{path}: serving_default failed: {' '.join(error.message.split())[:300]}")
     titles = _titles() if FLAGS.titles else {}
 
     print(f"{heading}, best first ({path}):")
@@ -213,4 +199,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_cli.parse_flags)

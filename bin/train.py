@@ -6,9 +6,8 @@ Every error is one line on stderr and a non-zero exit status.
 """
 
 import os
-import re
-import sys
 
+import _cli  # noqa: E402
 import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up noise)
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
@@ -17,6 +16,7 @@ from tfrank import distribute, losses, metrics, training  # noqa: E402
 from tfrank.data import MovieLensUnavailableError  # noqa: E402
 
 _DEFAULTS = training.TrainConfig()
+PROGRAM = os.path.basename(__file__)
 FLAGS = flags.FLAGS
 flags.DEFINE_list("loss", list(_DEFAULTS.loss), "Loss name(s), comma separated; one model per loss. One of: "
                   f"{', '.join(losses.names())}.")
@@ -71,24 +71,9 @@ flags.DEFINE_string("distribution_strategy", _DEFAULTS.distribution_strategy,
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress (one line per epoch when stdout "
                      "is not a terminal) and the results table.")
 
-# Python argument names in library messages, as the flags that set them.
-_ARGUMENTS_AS_FLAGS = ((r"source=PATH, ", ""), (r"source=PATH\b", "--movielens_path=PATH"),
-                       (r"source='tfds'", "--movielens_path=tfds"), (r"\bdata_dir\b", "--tfds_data_dir"))
-
-
-def _flag_message(message: str) -> str:
-    for argument, flag in _ARGUMENTS_AS_FLAGS:
-        message = re.sub(argument, flag, message)
-    return " ".join(message.split())  # one line
-
-
-def _error(message: str) -> None:
-    sys.exit(f"train.py: error: {_flag_message(message)}")
-
-
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}; flags are written --name=value")
     logging.set_verbosity(logging.ERROR)  # Keeps SavedModel's INFO and TensorFlow's warnings out of the output.
     # Empty means TFDS, also when $TFRANK_MOVIELENS_DIR is set (the library would fall back to it).
     movielens_path = FLAGS.movielens_path or "tfds"
@@ -105,29 +90,20 @@ def main(argv):
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.
-        _error(f"--{error}")
+        _cli.fail(PROGRAM, f"--{error}")
     if config.epochs == 0:
-        _error("--epochs=0: must be >= 1; a run trains at least one epoch (tfrank.training.run with epochs=0 "
-               "evaluates an untrained model)")
+        _cli.fail(PROGRAM, "--epochs=0: must be >= 1; a run trains at least one epoch (tfrank.training.run with "
+                  "epochs=0 evaluates an untrained model)")
     try:
         training.run(config)
     except MovieLensUnavailableError as error:
-        _error(f"{error} Or train on generated ratings with --dataset=synthetic.")
+        _cli.fail(PROGRAM, f"{error} Or train on generated ratings with --dataset=synthetic.")
     except (training.RunError, ValueError, OSError) as error:  # OSError: e.g. FileNotFoundError, PermissionError
-        _error(str(error))
+        _cli.fail(PROGRAM, str(error))
     except tf.errors.OpError as error:  # raised lazily while a tf.data pipeline is read, e.g. a malformed line
-        _error(training.first_error_line(error))
+        _cli.fail(PROGRAM, training.first_error_line(error))
     _quiet_tensorflow.exit_without_teardown()
 
 
-def _parse_flags(argv):
-    """absl's parsing, except that a request for help exits 0 (absl exits 1 after printing it)."""
-    help_requests = {"--help": True, "-help": True, "-h": True, "-?": True, "--helpshort": True, "--helpfull": False}
-    for arg in argv[1:]:
-        if arg in help_requests:
-            app.usage(shorthelp=help_requests[arg], writeto_stdout=True, exitcode=0)
-    return app.parse_flags_with_usage(argv)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_cli.parse_flags)

@@ -1,6 +1,7 @@
 """bin/train.py and bin/rank.py as users run them: real flags, real MovieLens files, real exit codes."""
 
 import dataclasses
+import fcntl
 import importlib.util
 import json
 import os
@@ -182,8 +183,11 @@ def test_malformed_ratings_line_is_one_line_naming_the_file(train_main, tmp_path
 
 
 def test_model_dir_in_use_is_one_line(train_main, tmp_path):
-    (tmp_path / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    message = _main_error(train_main, "--dataset=synthetic", f"--model_dir={tmp_path}")
+    lock = tmp_path / "run.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, as by a live run
+        message = _main_error(train_main, "--dataset=synthetic", f"--model_dir={tmp_path}")
     assert f"--model_dir={tmp_path} is in use by process {os.getpid()}" in message
 
 

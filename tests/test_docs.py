@@ -50,8 +50,9 @@ def _commands(text: str) -> list[str]:
                 commands.append(line.removeprefix("$ "))
             elif language == "" and re.match(r"(tensorflow_model_server|curl) ", line):
                 commands.append(line)
-    commands += [line.strip() for line in re.findall(r"^    (python .*)$", text, flags=re.M)]
-    commands += re.findall(r"`((?:python|tfrank-train|tfrank-rank|tensorboard|pip) [^`]*)`", text)
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)  # indented and inline commands stand outside the blocks
+    commands += [line.strip() for line in re.findall(r"^    (python .*)$", prose, flags=re.M)]
+    commands += re.findall(r"`((?:python|tfrank-train|tfrank-rank|tensorboard|pip) [^`]*)`", prose)
     split = [command for command in commands if "TF_CONFIG=" in command]
     for command in commands:
         if "TF_CONFIG=" not in command:
