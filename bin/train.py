@@ -50,9 +50,10 @@ flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
                      "TensorFlow op determinism: the same command gives bit-identical numbers on the same machine. "
                      "--nodeterministic turns it off (it costs little here; BUILD.md).")
 flags.DEFINE_string("model_dir", _DEFAULTS.model_dir,
-                    "The run's config, checkpoints (one per epoch), TensorBoard logs and results.json. A rerun with "
-                    "the same flags resumes it (a larger --epochs continues training) or reports a finished run; "
-                    "other flags are refused unless --overwrite. One process at a time (run.lock).")
+                    "The run's config, checkpoints (after every epoch; the last two kept), TensorBoard logs and "
+                    "results.json. A rerun with the same flags resumes it (a larger --epochs continues training) or "
+                    "reports a finished run; other flags are refused unless --overwrite. One process at a time "
+                    "(run.lock).")
 flags.DEFINE_boolean("overwrite", _DEFAULTS.overwrite,
                      "Start again on a --model_dir that holds a run: removes its config, checkpoints, logs and "
                      "results first (exports are kept).")

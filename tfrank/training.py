@@ -8,11 +8,13 @@ does, so distributed training is a change of strategy, not a rewrite: ``distribu
 A run users can trust:
   - it fails loud: a NaN or infinite training loss, weight or score stops the run with :class:`TrainingDivergedError`
     before anything of the broken model is checkpointed or exported;
-  - the same config gives the same numbers, bit for bit, on the same machine (``deterministic=True``);
-  - ``model_dir`` holds one run: its config (``run_config.json``), one checkpoint per epoch per loss, TensorBoard logs
-    and ``results.json``. A rerun resumes that run only when it asks for the same training (``epochs`` may grow);
-    anything else stops with :class:`RunMismatchError` unless ``overwrite`` starts again. A lock file keeps a second
-    process out (:class:`ModelDirLockedError`), and a damaged checkpoint falls back to the newest intact one.
+  - the same config gives the same numbers, bit for bit, on the same machine (``deterministic=True``), except with
+    ``parameter_server``, whose workers update the variables asynchronously;
+  - ``model_dir`` holds one run: its config (``run_config.json``), a checkpoint after every epoch per loss (the
+    last two kept), TensorBoard logs and ``results.json``. A rerun resumes that run only when it asks for the same
+    training (``epochs`` may grow); anything else stops with :class:`RunMismatchError` unless ``overwrite`` starts
+    again. A lock file keeps a second process out (:class:`ModelDirLockedError`), and a damaged checkpoint falls
+    back to the newest intact one.
 """
 
 import contextlib
@@ -814,7 +816,7 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
     loss_dir = os.path.join(config.model_dir, loss_name) if config.model_dir else None
     manager, writer = None, None
     if loss_dir:
-        checkpoint_dir = os.path.join(loss_dir, "checkpoints")
+        checkpoint_dir = _checkpoint_dir(config.model_dir, loss_name)
         restored = _restore_latest(trainer, checkpoint_dir, config.verbose, writes=chief)
         _check_workers_restored_one_epoch(strategy, int(trainer.epoch), checkpoint_dir)
         # Every worker saves (a save may need them all); only the chief's checkpoints are kept.
@@ -960,16 +962,16 @@ def run(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) 
                 stored_results = _open_run(config)
             except (RunError, OSError) as error:
                 failure = error
-        # The other workers wait here until the chief has checked (or replaced) the run, and stop when it stops.
-        if distribute.count_across_workers(strategy, int(failure is not None)):
-            raise failure or RunError(f"the chief stopped the run on --model_dir={config.model_dir}; its log says "
-                                      "why")
-        stack.enter_context(_op_determinism(config.deterministic))
-        if config.deterministic:
-            keras.utils.set_random_seed(config.seed)
-        if not chief:
-            config = dataclasses.replace(config, verbose=0)
         try:
+            # The other workers wait here until the chief has checked (or replaced) the run, and stop when it stops.
+            if distribute.count_across_workers(strategy, int(failure is not None)):
+                raise failure or RunError(f"the chief stopped the run on --model_dir={config.model_dir}; its log "
+                                          "says why")
+            stack.enter_context(_op_determinism(config.deterministic))
+            if config.deterministic:
+                keras.utils.set_random_seed(config.seed)
+            if not chief:
+                config = dataclasses.replace(config, verbose=0)
             return _run(config, stored_results, strategy, chief)
         except _PEER_FAILURES as error:
             if distribute.task(strategy) is None:

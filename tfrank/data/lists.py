@@ -319,7 +319,7 @@ def _latest_rating_per_pair(users: tf.Tensor, movies: tf.Tensor, stars: tf.Tenso
 def _pair_index(users: tf.Tensor, movies: tf.Tensor) -> tf.Tensor:
     """For each rating, the index of its (user, movie) pair among the distinct pairs (int64, from 0)."""
     largest_movie = tf.reduce_max(movies)
-    # One int64 key per pair when the ids allow it: hashing one column is several times faster than rows of two.
+    # One int64 key per pair when the ids allow it: one column is hashed faster than rows of two.
     fits = (tf.reduce_min(users) >= 0) & (tf.reduce_min(movies) >= 0) & (
         tf.reduce_max(users) <= (tf.int64.max - largest_movie) // (largest_movie + 1))
 

@@ -370,8 +370,8 @@ def _numbered_lines(path: str, header: bool, lines_per_batch: int = ROWS_PER_BAT
     """Batches ``(line_numbers int64 [B], lines string [B])`` of ``path``, numbered from 1 as an editor shows them.
 
     The file is read whole and split into lines in one op, then sliced into batches by tf.data in C++: tf.data's
-    per-element cost (several microseconds) would dominate a ``TextLineDataset`` at 25M lines. Memory: about 3x
-    the file size.
+    per-element cost would dominate a ``TextLineDataset`` at tens of millions of lines. The whole file and its
+    lines are held in memory (BUILD.md measures it); :func:`tfrank.data.stream_ratings` reads it in blocks.
     """
     first = 1 if header else 0
 

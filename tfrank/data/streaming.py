@@ -59,7 +59,7 @@ def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None
 
     The same ratings, in the same order, as :func:`tfrank.data.load_ratings` with a ``batch_size`` (same features,
     checks and error messages), in batches of the lines of each MiB of the file, read one block at a time
-    (``load_ratings`` reads the whole file at once and holds about 3x its size in memory). The file's size is read
+    (``load_ratings`` reads the whole file at once and holds it and its lines in memory). The file's size is read
     when the dataset is built: a file that grows afterwards is read up to that size.
 
     Args:
