@@ -213,6 +213,12 @@ def projection(lists_per_second: float, args: argparse.Namespace, measured_worke
     sizes = model_sizes(measured_users, measured_movies, args.embedding_dim)
     batch = args.batch_size
     compute = batch / lists_per_second
+    row_bytes = args.list_size + 1, sizes["embedding_dim"] * 4 + INDEX_BYTES
+
+    def crossover(gbps: int) -> int:
+        """The smallest N whose all-gather of embedding rows takes longer than the step's compute."""
+        return 2 + int(gbps * 1e9 / (lists_per_second * row_bytes[0] * row_bytes[1] * 8))
+
     lines = [
         f"## Projection (per-worker batch {batch} lists of {args.list_size}, {args.num_lists_per_user} lists per user, "
         f"compute {compute * 1000:.1f} ms/step from the measured {lists_per_second:,.0f} lists/s)",
@@ -255,8 +261,11 @@ def projection(lists_per_second: float, args: argparse.Namespace, measured_worke
         "- Every worker still loads all ratings and builds all lists in memory (peak RSS above grows with the "
         "ratings): at 100M+ the input must be streamed and sharded (stream_lists / tf.data service).",
         "- Latency per collective (two per step, tens to hundreds of microseconds on real networks) is ignored; it "
-        "dominates when b / r is small. A and G are small next to compute here, so the epoch is compute-bound "
-        "and scales as 1/N until the input pipeline or the latency limits it.",
+        "matters when b / r is small.",
+        "- A is nearly constant in N but G grows as N - 1 (each worker receives every other worker's rows), so the "
+        "gather outgrows the compute (G * 8 / bandwidth > b / r) from N = "
+        + ", ".join(f"{crossover(gbps)} at {gbps} Gb/s" for gbps in BANDWIDTHS_GBPS)
+        + "; past that, adding workers buys little (sharded tables or a larger per-worker batch instead).",
         "- If the embedding gradients were densified before the all-reduce, A would include both whole tables per "
         "step (x table size), and the projection would be communication-bound.",
         "- r was measured on this machine's CPU cores; on other hardware, scale r.",
