@@ -22,7 +22,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,18 +66,6 @@ def cached_csv(cache_dir: pathlib.Path, num_ratings: int) -> pathlib.Path:
         partial.rename(directory)
         print(f"wrote {directory} in {time.perf_counter() - start:.0f} s", flush=True)
     return directory
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` ports that were free on 127.0.0.1 a moment ago (held together, so that they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def train_command(csv_dir: pathlib.Path, model_dir: pathlib.Path, extra: list[str]) -> list[str]:
@@ -148,7 +135,9 @@ def measure(csv_dir: pathlib.Path, workers: int, timeout: float, work_dir: pathl
     if not workers:
         commands = [(train_command(csv_dir, model_dir, extra), env, work_dir / "single.log")]
     else:
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
+        from tfrank import distribute
+
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in distribute.free_local_ports(workers)]}
         commands = []
         for index in range(workers):
             task = {"cluster": cluster, "task": {"type": "worker", "index": index}}

@@ -15,12 +15,13 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 from conftest import REPO_ROOT
+
+from tfrank import distribute
 
 DOCUMENTS = ("README.md", "BUILD.md")
 # Commands that run tools this machine's packages do not provide, with what covers them instead.
@@ -204,17 +205,12 @@ def test_tensorboard_command_finds_the_runs_curves(command, documented_run, movi
     assert "val/ndcg@5" in process.stdout and "train/loss" in process.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("script", [c for c in ALL_COMMANDS if _kind(c) == "cluster"])
 def test_cluster_scripts_train_with_every_worker(script, tmp_path):
     # The documents' ports may be taken here: free ones instead, and one epoch, the same code path.
-    for port in sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", script))):
-        script = script.replace(f"127.0.0.1:{port}", f"127.0.0.1:{_free_port()}")
+    documented = sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", script)))
+    for port, free in zip(documented, distribute.free_local_ports(len(documented))):
+        script = script.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free}")
     script = script.replace("/tmp/tfrank", str(tmp_path)).replace("python bin/", f"{sys.executable} {REPO_ROOT}/bin/")
     script = re.sub(r"(bin/train\.py[^\n&]*)", r"\1 --epochs=1 ", script)
     env = _env()

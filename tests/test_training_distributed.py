@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +24,6 @@ TRAIN = str(REPO_ROOT / "bin" / "train.py")
 RUN_FLAGS = ["--dataset=synthetic", "--loss=softmax", "--learning_rate=0.1", "--num_lists_per_user=2",
              "--batch_size=63", "--epochs=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
 WAIT_SECONDS = 300
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _tf_config(ports, index):
@@ -62,7 +50,7 @@ class _Processes:
         return process
 
     def start_cluster(self, name, args, workers=2):
-        ports = _free_ports(workers)
+        ports = distribute.free_local_ports(workers)
         return [self.start(f"{name}-{index}", ["--distribution_strategy=multi_worker_mirrored", *args],
                            _tf_config(ports, index)) for index in range(workers)]
 
@@ -178,7 +166,7 @@ def test_parameter_server_cluster_reaches_the_quality_of_one_process(processes, 
                             capture_output=True, text=True, timeout=WAIT_SECONDS)
     assert single.returncode == 0, single.stderr[-3000:]
     model_dir, export_dir = tmp_path / "model", tmp_path / "export"
-    ports = _free_ports(4)
+    ports = distribute.free_local_ports(4)
     cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{port}" for port in ports[1:3]],
                "ps": [f"127.0.0.1:{ports[3]}"]}
     args = ["--distribution_strategy=parameter_server", *PS_FLAGS, f"--model_dir={model_dir}",

@@ -9,6 +9,7 @@ no two processes ever write one file.
 
 import json
 import os
+import socket
 from typing import Any, Dict, Optional
 
 import tensorflow as tf
@@ -168,3 +169,18 @@ def count_across_workers(strategy: tf.distribute.Strategy, value: int) -> int:
     per_replica = strategy.run(lambda: tf.constant(float(value)))
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     return round(float(total) / local_replicas)
+
+
+def free_local_ports(count: int) -> list:
+    """``count`` distinct ports that were free on 127.0.0.1 a moment ago: for a cluster of processes on one machine.
+
+    The probe sockets are held together until all are bound, so that no two ports are the same.
+    """
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()

@@ -49,7 +49,7 @@ from tfrank import export as tfrank_export
 from tfrank import losses as tfrank_losses
 from tfrank import metrics as tfrank_metrics
 from tfrank import optimizers as tfrank_optimizers
-from tfrank.data._tfdata import ROWS_PER_BATCH
+from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH
 
 SYNTHETIC = "synthetic"
 DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m", SYNTHETIC)
@@ -303,9 +303,8 @@ def prepare_data(config: TrainConfig) -> RankingData:
                                         num_lists_per_user=num_lists_per_user, min_list_size=config.list_size,
                                         seed=seed, batch_size=batch_size)
 
-    # One batch holds every training list: there are at most this many (every user keeps num_lists_per_user).
-    all_lists = max(1, len(user_vocabulary) * config.num_lists_per_user)
-    everything = list(lists(train_ratings, config.num_lists_per_user, config.seed, all_lists))
+    # One batch holds every training list.
+    everything = list(lists(train_ratings, config.num_lists_per_user, config.seed, ALL_ROWS))
     if not everything or everything[0][1].shape[0] == 0:
         raise ValueError(f"no training lists: no user has list_size={config.list_size} training ratings; "
                          "lower --list_size or check the ratings source")
