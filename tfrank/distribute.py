@@ -7,10 +7,12 @@ workers write only temporary checkpoints, which they delete (MultiWorkerMirrored
 no two processes ever write one file.
 """
 
+import contextlib
 import json
 import os
 import socket
-from typing import Any, Dict, Optional
+import threading
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import tensorflow as tf
 from tensorflow.python.eager import context
@@ -81,9 +83,10 @@ def strategy_from_name(name: str, environ: Optional[Dict[str, str]] = None) -> t
 
     ``one_device`` runs on the first GPU, else the CPU; ``mirrored`` on every local GPU (else the CPU);
     ``multi_worker_mirrored`` on the cluster in ``TF_CONFIG`` (it must be created before TensorFlow runs any op in
-    this process, as MultiWorkerMirroredStrategy requires). ``parameter_server`` is a ParameterServerStrategy
-    (variables not partitioned) for the ``chief`` task, which coordinates the training; on a ``worker`` or ``ps``
-    task this call serves the cluster and never returns (the launcher stops those tasks when the chief is done).
+    this process, as MultiWorkerMirroredStrategy requires). ``parameter_server`` is a ParameterServerStrategy for the
+    ``chief`` task, which coordinates the training, with :func:`rows_partitioner` over its ``ps`` tasks: embedding
+    tables are split by rows over every parameter server, other variables stay whole; on a ``worker`` or ``ps`` task
+    this call serves the cluster and never returns (the launcher stops those tasks when the chief is done).
     """
     check_name(name)
     if name == PARAMETER_SERVER:
@@ -115,7 +118,46 @@ def _parameter_server_strategy(environ: Optional[Dict[str, str]]) -> tf.distribu
         server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
                                       task_index=resolver.task_id, protocol=resolver.rpc_layer or "grpc", start=True)
         server.join()
-    return tf.distribute.ParameterServerStrategy(resolver)
+    num_ps = len(resolver.cluster_spec().as_dict()["ps"])
+    return tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=rows_partitioner(num_ps))
+
+
+_ROW_SHARDING = threading.local()
+
+
+@contextlib.contextmanager
+def sharded_rows() -> Iterator[None]:
+    """Variables created inside are split by rows by :func:`rows_partitioner` (elsewhere this changes nothing).
+
+    ``tfrank.layers.EmbeddingTable`` creates its table inside, and ``tfrank.optimizers.Adagrad`` the per-row state of
+    a sharded table, so that the state's shards hold the same rows as the table's.
+    """
+    depth = getattr(_ROW_SHARDING, "depth", 0)
+    _ROW_SHARDING.depth = depth + 1
+    try:
+        yield
+    finally:
+        _ROW_SHARDING.depth = depth
+
+
+def rows_partitioner(num_shards: int) -> Callable[..., Sequence[int]]:
+    """A ParameterServerStrategy ``variable_partitioner``: ``num_shards`` row shards for the variables created in
+    :func:`sharded_rows` (embedding tables; fewer when a table has fewer rows), one for every other variable.
+
+    Dense layers stay whole: a step reads all of them, so splitting them would only add a request per shard. Shards
+    are sized as ``tf.distribute.experimental.partitioners.FixedShardsPartitioner`` sizes them (the first
+    ``rows % num_shards`` get one row more), so a table and its optimizer state split the same rows alike.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards={num_shards}: must be >= 1 (one per ps task)")
+
+    def partition(shape: tf.TensorShape, dtype: tf.dtypes.DType, axis: int = 0) -> Sequence[int]:
+        shards = [1] * len(shape)
+        if shards and getattr(_ROW_SHARDING, "depth", 0) and shape[0] is not None:
+            shards[0] = max(1, min(num_shards, int(shape[0])))
+        return shards
+
+    return partition
 
 
 def is_coordinated(strategy: tf.distribute.Strategy) -> bool:

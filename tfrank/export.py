@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrank import _processes
+from tfrank import _processes, layers
 from tfrank.ops import PADDING_SCORE
 
 SERVING_SIGNATURE = "serving_default"
@@ -188,6 +188,22 @@ def version_path(export_dir: str, version: int | None = None) -> str:
     return os.path.join(export_dir, folders[version])
 
 
+def _whole_copy(model: keras.Model) -> keras.Model:
+    """``model`` itself, or when it has variables sharded over parameter servers, a copy with whole variables.
+
+    The SavedModel is then one self-contained model that any process serves, not a reference to the cluster's shards;
+    the copy is made from the model's config and given its weights.
+    """
+    if not any(layers.is_sharded(variable) for variable in model.variables):
+        return model
+    if tf.distribute.has_strategy():
+        raise ValueError(f"model {model.name} has variables sharded over parameter servers: export it outside the "
+                         "strategy's scope, where a copy of it holds them whole")
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights([variable.numpy() for variable in model.weights])
+    return copy
+
+
 def export_saved_model(model: keras.Model, export_dir: str, version: int | None = None) -> str:
     """Writes ``model`` as SavedModel ``<export_dir>/<version>/`` for TF Serving and returns that path.
 
@@ -221,6 +237,7 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
             "or remove that folder"
         )
 
+    model = _whole_copy(model)
     state, signatures = _serving_state(model), _serving_signatures(model)
     # os.mkdir honours the umask (tempfile.mkdtemp would make it 0700, unreadable by a model server's own user) and
     # fails rather than reuse a folder.

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrank.layers import EmbeddingTable
 from tfrank.ops import PADDING_ID, PADDING_SCORE
 
 _HIDDEN_UNITS = (256, 64)
@@ -113,12 +114,10 @@ class RankingModel(keras.Model):
 
         self.user_rows = _id_to_row_table(self._user_vocabulary)
         self.movie_rows = _id_to_row_table(self._movie_vocabulary)
-        self.user_embedding = keras.layers.Embedding(
-            self._user_vocabulary.size + 1, embedding_dim, name="user_embedding"
-        )
-        self.movie_embedding = keras.layers.Embedding(
-            self._movie_vocabulary.size + 1, embedding_dim, name="movie_embedding"
-        )
+        # Tables rather than keras.layers.Embedding: they read only the rows of a batch, and shard over parameter
+        # servers (tfrank.layers).
+        self.user_embedding = EmbeddingTable(self._user_vocabulary.size + 1, embedding_dim, name="user_embedding")
+        self.movie_embedding = EmbeddingTable(self._movie_vocabulary.size + 1, embedding_dim, name="movie_embedding")
         self.hidden_layers = [
             keras.layers.Dense(units, activation="relu", name=f"hidden_{units}") for units in _HIDDEN_UNITS
         ]
@@ -156,9 +155,7 @@ class RankingModel(keras.Model):
         first_layer = self.hidden_layers[0]
         # tf.split, not slicing: its gradient is one concat where two slices' gradients are two zero-filled kernels.
         user_kernel, movie_kernel = tf.split(first_layer.kernel, 2, axis=0)
-        # Rows of the tf.Variable, not the Keras layer: the layer reads the whole table, which TensorFlow copies
-        # every step once the optimizer has updated rows of it.
-        user_embeddings = tf.gather(self.user_embedding.embeddings.value, self.user_rows.lookup(user_id))
+        user_embeddings = self.user_embedding(self.user_rows.lookup(user_id))
         user_part = tf.matmul(user_embeddings, user_kernel)  # [batch, units]
 
         if isinstance(movie_id, tf.RaggedTensor):
@@ -175,7 +172,7 @@ class RankingModel(keras.Model):
 
     def _movie_part(self, item_ids: tf.Tensor, movie_kernel: tf.Tensor) -> tf.Tensor:
         """The movie half of the first hidden layer's product for flat items ``[n]``: ``[n, units]``."""
-        movie_embeddings = tf.gather(self.movie_embedding.embeddings.value, self.movie_rows.lookup(item_ids))
+        movie_embeddings = self.movie_embedding(self.movie_rows.lookup(item_ids))
         return tf.matmul(movie_embeddings, movie_kernel)
 
     def _score_hidden(self, first_products: tf.Tensor) -> tf.Tensor:

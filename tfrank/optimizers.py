@@ -7,13 +7,66 @@ gradient, and its moving average of the weights (``use_ema``) rewrites every row
 root is taken of the touched accumulator rows only (the same numbers), and the moving average is kept lazily per row
 (see ``Adagrad``).
 
-The model must read its tables by rows too (``tf.gather`` of the ``tf.Variable``): once a variable has had sparse
-updates, TensorFlow copies all of it on every whole-variable read."""
+The model must read its tables by rows too (``tf.gather`` of the ``tf.Variable``, or ``tfrank.layers.EmbeddingTable``):
+once a variable has had sparse updates, TensorFlow copies all of it on every whole-variable read.
+
+Tables sharded over parameter servers (``tfrank.layers.EmbeddingTable`` under ``tfrank.distribute``'s
+``parameter_server`` strategy) train with ``Adagrad`` too: take their gradients with :func:`gradients`, which
+differentiates each shard and returns one row-sparse gradient per table; ``Adagrad`` keeps the table's per-row state
+in shards that hold the same rows, and updates each shard with the rows of the batch that it holds."""
+
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 
+from tfrank import distribute, layers
+
 _NO_STEP = -1  # an average_step or lazy_average_start not set yet
+
+
+def gradients(tape: tf.GradientTape, loss: tf.Tensor, variables: Sequence) -> list:
+    """The gradient of ``loss`` for each of ``variables``, as ``tape.gradient`` gives it, sharded tables included.
+
+    A tape cannot differentiate a Keras variable whose ``tf.Variable`` is sharded (a ``ShardedVariable`` has no
+    ``handle``), so for those this differentiates each shard and joins the shards' row-sparse gradients into one
+    ``tf.IndexedSlices`` over the whole table's rows (the shards' rows follow one another, in shard order).
+    """
+    sources = [_shards(variable) or variable for variable in variables]
+    flat = tape.gradient(loss, tf.nest.flatten(sources))
+    joined, position = [], 0
+    for variable, source in zip(variables, sources):
+        if not isinstance(source, list):
+            joined.append(flat[position])
+            position += 1
+            continue
+        shard_gradients = flat[position:position + len(source)]
+        position += len(source)
+        joined.append(_join_shard_gradients(variable, source, shard_gradients))
+    return joined
+
+
+def _shards(variable) -> list | None:
+    """The shard ``tf.Variable``s of a sharded variable; None for a whole one."""
+    if not layers.is_sharded(variable):
+        return None
+    value = variable.value if isinstance(variable, keras.Variable) else variable
+    return list(value.variables)
+
+
+def _join_shard_gradients(variable, shards: list, shard_gradients: list) -> tf.IndexedSlices | None:
+    """One ``IndexedSlices`` over ``variable``'s rows from its shards' gradients (None where a shard has none)."""
+    values, indices, offset = [], [], 0
+    for shard, gradient in zip(shards, shard_gradients):
+        if gradient is not None:
+            if not isinstance(gradient, tf.IndexedSlices):  # a dense read of the shard: every row
+                gradient = tf.IndexedSlices(gradient, tf.range(int(shard.shape[0]), dtype=tf.int64))
+            values.append(gradient.values)
+            indices.append(tf.cast(gradient.indices, tf.int64) + offset)
+        offset += int(shard.shape[0])
+    if not values:
+        return None
+    return tf.IndexedSlices(tf.concat(values, 0), tf.concat(indices, 0), tf.constant(tuple(variable.shape), tf.int64))
 
 
 @keras.saving.register_keras_serializable(package="tfrank")
@@ -67,15 +120,46 @@ class Adagrad(keras.optimizers.Adagrad):
             if average is None:  # a variable Keras does not average
                 steps.append(None)
                 continue
+            name = _variable_name(variable) + "_average_step"
+            if layers.is_sharded(variable):
+                steps.append(self._add_sharded_variable((variable.shape[0],), keras.initializers.Constant(_NO_STEP),
+                                                        "int64", name))
+                continue
             reference = variable.value if isinstance(variable, keras.Variable) else variable
             with self._distribution_strategy.extended.colocate_vars_with(reference):
                 steps.append(self.add_variable(
                     shape=tuple(variable.shape[:1]), initializer=keras.initializers.Constant(_NO_STEP),
-                    dtype="int64", name=_variable_name(variable) + "_average_step"))
+                    dtype="int64", name=name))
         self._average_steps = steps
         self._lazy_average_start = self.add_variable(
             shape=(), initializer=keras.initializers.Constant(_NO_STEP), dtype="int64",
             aggregation="only_first_replica", name="lazy_average_start")
+
+    def add_variable_from_reference(self, reference_variable, name=None, initializer="zeros"):
+        if not layers.is_sharded(reference_variable):
+            return super().add_variable_from_reference(reference_variable, name=name, initializer=initializer)
+        # Sharded like the table, so that each parameter server holds the state of its own rows.
+        return self._add_sharded_variable(tuple(reference_variable.shape), initializer, reference_variable.dtype,
+                                          f"{_variable_name(reference_variable)}_{name or 'var'}")
+
+    def _add_sharded_variable(self, shape: tuple, initializer, dtype, name: str) -> keras.Variable:
+        """An optimizer variable split by rows like a sharded table (whole outside a sharding strategy)."""
+        with keras.name_scope(self.name, caller=self), distribute.sharded_rows():
+            variable = layers.ShardableVariable(initializer=keras.initializers.get(initializer), shape=shape,
+                                                dtype=dtype, trainable=False, name=name)
+        self._track_variable(variable)
+        return variable
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        whole = []
+        for gradient, variable in grads_and_vars:
+            if layers.is_sharded(variable):
+                # A strategy updates only whole variables; the scatters of update_step update each shard with the
+                # rows it holds.
+                self.update_step(gradient, variable, learning_rate)
+            else:
+                whole.append((gradient, variable))
+        super()._distributed_tf_update_step(distribution, whole, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -91,7 +175,7 @@ class Adagrad(keras.optimizers.Adagrad):
             # The root of the touched rows, gathered back to the slices: the same numbers as Keras's root of the whole
             # accumulator. Dividing by the gather (not by the sqrt itself) keeps Grappler from rewriting
             # x / sqrt(y) into x * rsqrt(y), which differs in the last bit.
-            root = tf.sqrt(tf.gather(accumulator.value, rows) + self.epsilon)
+            root = tf.sqrt(layers.gather_rows(accumulator, rows) + self.epsilon)
             step = learning_rate * values / tf.gather(root, positions)
             self.assign_sub(variable, tf.IndexedSlices(step, gradient.indices, gradient.dense_shape))
         else:
@@ -172,8 +256,11 @@ class Adagrad(keras.optimizers.Adagrad):
             if self._model_variables_moving_average[index] is None:
                 continue
             target = variable.value if isinstance(variable, keras.Variable) else variable
-            self._distribution_strategy.extended.update(target, self._overwrite_with_average, args=(index,),
-                                                        group=False)
+            if layers.is_sharded(target):
+                self._overwrite_with_average(target, index)
+            else:
+                self._distribution_strategy.extended.update(target, self._overwrite_with_average, args=(index,),
+                                                            group=False)
 
     def _overwrite_with_average(self, variable, index: int) -> None:
         """Catches every row's average up to the last step, and puts it into ``variable``."""
@@ -186,9 +273,11 @@ class Adagrad(keras.optimizers.Adagrad):
 
 def _read(variable, rows: tf.Tensor | None) -> tf.Tensor:
     """``rows`` of ``variable`` (None: all of it)."""
+    if rows is not None:
+        return layers.gather_rows(variable, rows)
     if isinstance(variable, keras.Variable):
-        variable = variable.value  # the tf.Variable, whose gather reads only the rows
-    return tf.convert_to_tensor(variable) if rows is None else tf.gather(variable, rows)
+        variable = variable.value
+    return tf.convert_to_tensor(variable)
 
 
 def _variable_name(variable) -> str:

@@ -46,6 +46,7 @@ from tensorflow.python.training import checkpoint_state_pb2
 from tfrank import _processes, distribute, models
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
+from tfrank import layers as tfrank_layers
 from tfrank import losses as tfrank_losses
 from tfrank import metrics as tfrank_metrics
 from tfrank import optimizers as tfrank_optimizers
@@ -369,6 +370,17 @@ def _diverged(loss_name: str, what: str, where: str, learning_rate: float) -> Tr
         "--learning_rate (nothing of the diverged epoch was checkpointed or exported)")
 
 
+def _check_sharded_tables_trainable(model: keras.Model, optimizer: keras.optimizers.Optimizer, name: str) -> None:
+    """Raises ValueError when ``model`` has tables sharded over parameter servers that ``optimizer`` cannot update."""
+    if isinstance(optimizer, tfrank_optimizers.Adagrad):
+        return
+    sharded = [variable.path for variable in model.trainable_variables if tfrank_layers.is_sharded(variable)]
+    if sharded:
+        raise ValueError(f"optimizer={name!r}: cannot update the embedding tables sharded over the parameter servers "
+                         f"({', '.join(sharded)}); use --optimizer=adagrad with --distribution_strategy="
+                         f"{distribute.PARAMETER_SERVER}")
+
+
 class _Trainer:
     """One model, its optimizer and loss, trained with a distribution strategy's ``run``."""
 
@@ -388,6 +400,7 @@ class _Trainer:
             if self.ema_momentum is None:
                 self.ema_momentum = default_ema_momentum(self.loss)
             self.optimizer = make_optimizer(config.optimizer, learning_rate, self.ema_momentum)
+            _check_sharded_tables_trainable(self.model, self.optimizer, config.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         self.learning_rate = float(self.optimizer.get_config()["learning_rate"])
         # Host-side progress, outside the strategy's scope: a mirrored variable has no int().
@@ -414,7 +427,8 @@ class _Trainer:
                     # batch, the replicas' summed gradients are those of the global batch's mean.
                     share = tf.cast(tf.shape(labels)[0], loss.dtype) / tf.cast(global_lists, loss.dtype)
                     loss = loss * share
-            gradients = tape.gradient(loss, self.model.trainable_variables)
+            # tfrank's gradients: a tape cannot differentiate a table sharded over parameter servers.
+            gradients = tfrank_optimizers.gradients(tape, loss, self.model.trainable_variables)
             self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
             return loss
 
