@@ -370,6 +370,12 @@ def _diverged(loss_name: str, what: str, where: str, learning_rate: float) -> Tr
         "--learning_rate (nothing of the diverged epoch was checkpointed or exported)")
 
 
+def sharded_tables(model: keras.Model) -> Dict[str, List[str]]:
+    """``{variable path: [device of each shard]}`` for the variables of ``model`` sharded over parameter servers."""
+    return {variable.path: [shard.device for shard in variable.value.variables]
+            for variable in model.variables if tfrank_layers.is_sharded(variable)}
+
+
 def _check_sharded_tables_trainable(model: keras.Model, optimizer: keras.optimizers.Optimizer, name: str) -> None:
     """Raises ValueError when ``model`` has tables sharded over parameter servers that ``optimizer`` cannot update."""
     if isinstance(optimizer, tfrank_optimizers.Adagrad):
@@ -890,6 +896,9 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
                             f"epoch {int(trainer.epoch)}", trainer.learning_rate)
     result["epochs"] = int(trainer.epoch)
     result["learning_rate"] = trainer.learning_rate
+    shards = sharded_tables(trainer.model)
+    if shards:
+        result["sharded_tables"] = shards
     result["ema_momentum"] = trainer.ema_momentum
     if lists_per_second:
         result["train_lists_per_second"] = float(np.median(lists_per_second))
