@@ -59,7 +59,7 @@ def compiled_train_step(num_users: int, num_movies: int, optimizer_class: type, 
     def train_step(features, labels):
         with tf.GradientTape() as tape:
             loss = loss_fn(labels, model(features, training=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients = optimizers.gradients(tape, loss, model.trainable_variables)  # as tfrank.training takes them
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
