@@ -256,6 +256,15 @@ def test_embedding_tables_shard_over_two_parameter_servers_and_train_the_tutoria
     assert resumed["test"]["ndcg@5"] > 0.8
 
 
+def test_sharded_tables_with_an_optimizer_that_cannot_update_them_are_refused_naming_the_fix(monkeypatch):
+    model = training.models.RankingModel([1, 2], [3, 4], embedding_dim=2)
+    monkeypatch.setattr(training.tfrank_layers, "is_sharded", lambda variable: "embedding" in variable.path)
+    with pytest.raises(ValueError, match="optimizer='adam': cannot update the embedding tables sharded over the "
+                                         "parameter servers .*use --optimizer=adagrad"):
+        training._check_sharded_tables_trainable(model, training.make_optimizer("adam"), "adam")
+    training._check_sharded_tables_trainable(model, training.make_optimizer("adagrad"), "adagrad")
+
+
 @pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
 def test_one_replica_strategies_train_like_no_strategy(strategy):
     # mirrored takes every local GPU, else the CPU: here one replica, which takes the global batches whole.
