@@ -237,6 +237,7 @@ def test_embedding_tables_shard_over_two_parameter_servers_and_train_the_tutoria
 
     # One whole SavedModel: the tables as [rows, dim] variables, scoring like the model the chief evaluated.
     exported = tf.saved_model.load(str(export_dir / "pairwise_hinge" / "1"))
+    assert sorted(exported.signatures) == ["serving_default", "tf_example"]
     shapes = {variable.name: tuple(variable.shape) for variable in exported.model_variables}
     assert shapes["ranking_model/user_embedding/embeddings:0"] == (944, 32)  # 943 users + the out-of-vocabulary row
     movie_rows, movie_dim = shapes["ranking_model/movie_embedding/embeddings:0"]

@@ -370,7 +370,7 @@ def _diverged(loss_name: str, what: str, where: str, learning_rate: float) -> Tr
         "--learning_rate (nothing of the diverged epoch was checkpointed or exported)")
 
 
-def sharded_tables(model: keras.Model) -> Dict[str, List[str]]:
+def _sharded_tables(model: keras.Model) -> Dict[str, List[str]]:
     """``{variable path: [device of each shard]}`` for the variables of ``model`` sharded over parameter servers."""
     return {variable.path: [shard.device for shard in variable.value.variables]
             for variable in model.variables if tfrank_layers.is_sharded(variable)}
@@ -896,7 +896,7 @@ def train_one(config: TrainConfig, loss_name: str, ranking_data: RankingData,
                             f"epoch {int(trainer.epoch)}", trainer.learning_rate)
     result["epochs"] = int(trainer.epoch)
     result["learning_rate"] = trainer.learning_rate
-    shards = sharded_tables(trainer.model)
+    shards = _sharded_tables(trainer.model)
     if shards:
         result["sharded_tables"] = shards
     result["ema_momentum"] = trainer.ema_momentum
