@@ -3,13 +3,11 @@ weigh nothing, and a two-worker cluster trains to the quality of one process."""
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_training_distributed import TRAIN, WAIT_SECONDS, _finish, _Processes
+from test_training_distributed import _finish, _Processes
 
 from tfrank import losses, models, training
 from tfrank.data import streaming
@@ -114,15 +112,17 @@ def test_epoch_order_depends_only_on_seed_and_epoch(two_pipelines):
     data, _ = two_pipelines
 
     def users(seed, epoch):
-        return np.concatenate([element[0]["user_id"] for element in _replica_elements(data, 2, seed, epoch)[0]])
+        elements = data.replica_batches(seed, epoch, _context(2, 0, 2)).as_numpy_iterator()
+        return np.concatenate([features["user_id"] for features, _, _ in elements])
 
     np.testing.assert_array_equal(users(3, 1), users(3, 1))
     assert not np.array_equal(users(3, 1), users(3, 2)) and not np.array_equal(users(3, 1), users(4, 1))
     assert sorted(users(3, 1).tolist()) == sorted(users(3, 2).tolist())
 
 
-@pytest.mark.parametrize("loss_name", ["softmax", "pairwise_hinge", "mse", "approx_ndcg"])
-@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("loss_name, graph", [("softmax", True), ("pairwise_hinge", False), ("mse", False),
+                                               ("approx_ndcg", False)], ids=["softmax-graph", "pairwise_hinge-eager",
+                                                                             "mse-eager", "approx_ndcg-eager"])
 def test_padded_replica_losses_scaled_by_global_lists_sum_to_the_real_lists_mean_loss(two_pipelines, loss_name,
                                                                                       graph):
     data, _ = two_pipelines
@@ -175,7 +175,8 @@ def test_unknown_input_is_refused_naming_the_inputs():
 STREAM_FLAGS = ["--dataset=synthetic", "--loss=softmax", "--learning_rate=0.1", "--num_lists_per_user=2",
                 "--batch_size=64", "--epochs=3", "--eval_lists_per_user=3", "--metrics=ndcg@5,mrr", "--verbose=1",
                 "--input=stream"]
-# Test nDCG@5 of reorderings of the same lists (other shuffles, other shards) spread by a few thousandths here.
+# Same lists, other batches: the two workers' test nDCG@5 came within 0.001 of one process's; 0.01 leaves room for
+# other platforms' rounding, and is still a tenth of what training adds over random scores (0.8 to 0.89).
 NDCG_TOLERANCE = 0.01
 
 
@@ -189,12 +190,12 @@ def processes(tmp_path):
 
 
 def test_two_stream_workers_build_only_their_users_lists_and_reach_one_process_quality(processes, tmp_path):
-    single = subprocess.run([sys.executable, TRAIN, *STREAM_FLAGS, f"--model_dir={tmp_path / 'single'}"],
-                            capture_output=True, text=True, timeout=WAIT_SECONDS)
-    assert single.returncode == 0, single.stderr[-3000:]
-    expected = json.loads((tmp_path / "single" / "results.json").read_text())["softmax"]
     model_dir = tmp_path / "model"
     cluster = processes.start_cluster("worker", [*STREAM_FLAGS, f"--model_dir={model_dir}"])
+    # The same flags in this process, while the workers start.
+    expected = training.run(training.TrainConfig(
+        dataset="synthetic", loss=("softmax",), learning_rate=0.1, num_lists_per_user=2, batch_size=64, epochs=3,
+        eval_lists_per_user=3, metrics=("ndcg@5", "mrr"), verbose=0, input="stream"))["softmax"]
     _finish(processes, cluster, ["worker-0", "worker-1"])
     results = json.loads((model_dir / "results.json").read_text())["softmax"]
     assert results["epochs"] == 3
