@@ -207,4 +207,6 @@ def test_two_stream_workers_build_only_their_users_lists_and_reach_one_process_q
     assert results["train_lists_per_input_pipeline"] == [int(np.sum(shards == 0)), int(np.sum(shards == 1))]
     assert expected["train_lists_per_input_pipeline"] == [shards.size]
     assert "softmax  test" in processes.log("worker-0") and "softmax" not in processes.log("worker-1")
+    counts = ", ".join(f"{count:,}" for count in results["train_lists_per_input_pipeline"])
+    assert f"training lists per input pipeline (input=stream): {counts}\n" in processes.log("worker-0")
 

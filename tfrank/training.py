@@ -1021,6 +1021,9 @@ def _run(config: TrainConfig, stored_results: Dict[str, dict], strategy: tf.dist
     start = time.perf_counter()
     ranking_data = prepare_data(config, strategy)
     data_seconds = time.perf_counter() - start
+    if config.verbose and isinstance(ranking_data, stream_input.StreamedRankingData):
+        print("training lists per input pipeline (input=stream): "
+              + ", ".join(f"{count:,}" for count in ranking_data.lists_per_pipeline))
     results = {}
     for loss_name in config.loss:
         model, result = train_one(config, loss_name, ranking_data, strategy,
