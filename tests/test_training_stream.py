@@ -123,37 +123,44 @@ def test_epoch_order_depends_only_on_seed_and_epoch(two_pipelines):
 @pytest.mark.parametrize("loss_name, graph", [("softmax", True), ("pairwise_hinge", False), ("mse", False),
                                                ("approx_ndcg", False)], ids=["softmax-graph", "pairwise_hinge-eager",
                                                                              "mse-eager", "approx_ndcg-eager"])
-def test_padded_replica_losses_scaled_by_global_lists_sum_to_the_real_lists_mean_loss(two_pipelines, loss_name,
-                                                                                      graph):
+def test_padded_replica_losses_scaled_by_global_lists_sum_to_the_real_lists_mean_loss_and_gradients(
+        two_pipelines, loss_name, graph):
     data, _ = two_pipelines
     last = data.steps_per_epoch - 1  # one pipeline real, the other padding only
     slices = [elements[last] for elements in _replica_elements(data, 2)]
     model = models.RankingModel(data.user_vocabulary, data.movie_vocabulary, embedding_dim=8)
     loss = losses.get(loss_name)
 
-    def replica_loss(features, labels, global_lists):  # train_step's scaling
-        return loss(labels, model(features)) * tf.cast(tf.shape(labels)[0], tf.float32) / tf.cast(global_lists,
-                                                                                                  tf.float32)
-
-    def global_loss(features, labels):
-        return loss(labels, model(features))
+    def loss_and_gradients(features, labels, global_lists=None):
+        with tf.GradientTape() as tape:
+            value = loss(labels, model(features))
+            if global_lists is not None:  # train_step's scaling of a replica's loss
+                value *= tf.cast(tf.shape(labels)[0], tf.float32) / tf.cast(global_lists, tf.float32)
+        gradients = tape.gradient(value, model.trainable_variables)
+        return value, [tf.convert_to_tensor(gradient) for gradient in gradients]
 
     if graph:
-        replica_loss, global_loss = tf.function(replica_loss), tf.function(global_loss)
+        loss_and_gradients = tf.function(loss_and_gradients)
     real = [np.all(s[1] >= 0, axis=1) for s in slices]
     assert sorted(int(rows.sum()) == 0 for rows in real) == [False, True]
     features = {key: np.concatenate([s[0][key][rows] for s, rows in zip(slices, real)]) for key in slices[0][0]}
     labels = np.concatenate([s[1][rows] for s, rows in zip(slices, real)])
-    summed = sum(float(replica_loss(*s)) for s in slices)
-    assert summed == pytest.approx(float(global_loss(features, labels)), rel=1e-5)
-    assert float(global_loss(features, labels)) != 0.0
+    expected_loss, expected_gradients = loss_and_gradients(features, labels)
+    replicas = [loss_and_gradients(*s) for s in slices]
+    assert sum(float(value) for value, _ in replicas) == pytest.approx(float(expected_loss), rel=1e-5)
+    assert float(expected_loss) != 0.0
+    for index, expected in enumerate(expected_gradients):
+        summed = sum(gradients[index] for _, gradients in replicas)
+        np.testing.assert_allclose(summed, expected, rtol=1e-4, atol=1e-7)
+    assert any(float(tf.reduce_max(tf.abs(gradient))) > 0 for gradient in expected_gradients)
 
 
 def test_stream_input_of_one_process_trains_the_numbers_of_memory_input():
     config = training.TrainConfig(dataset="synthetic", loss=("softmax",), num_lists_per_user=1, batch_size=256,
                                   epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
     memory = training.run(config)["softmax"]
-    stream = training.run(dataclasses.replace(config, input="stream"))["softmax"]
+    # Under a strategy object too (mirrored: the CPU here, one replica, which takes the batches whole).
+    stream = training.run(dataclasses.replace(config, input="stream", distribution_strategy="mirrored"))["softmax"]
     assert stream["test"] == memory["test"] and stream["val"] == memory["val"]
     assert stream["train_lists_per_input_pipeline"] == [943] and memory["test"]["ndcg@5"] > 0.0
 
