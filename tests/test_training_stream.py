@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from test_training_distributed import _finish, _Processes
 
-from tfrank import losses, models, training
+from tfrank import losses, models, stream_input, training
 from tfrank.data import streaming
 
 
@@ -217,3 +217,29 @@ def test_two_stream_workers_build_only_their_users_lists_and_reach_one_process_q
     counts = ", ".join(f"{count:,}" for count in results["train_lists_per_input_pipeline"])
     assert f"training lists per input pipeline (input=stream): {counts}\n" in processes.log("worker-0")
 
+
+
+def test_pipeline_without_users_takes_every_step_with_one_padding_list():
+    ratings = tf.data.Dataset.from_tensor_slices({
+        "user_id": np.full([40], 7, np.int64), "movie_id": np.arange(1, 41, dtype=np.int64),
+        "user_rating": np.tile(np.arange(1, 6, dtype=np.float32), 8)}).batch(16)
+    data = stream_input.StreamedRankingData(ratings, sorted_by_user=True, list_size=3, num_lists_per_user=10,
+                                            eval_lists_per_user=1, seed=1, batch_size=4)
+    counts = [data.build_pipeline(_context(2, pipeline, 2)) for pipeline in range(2)]
+    data.set_lists_per_pipeline(counts)
+    owner = int(streaming.user_shards([7], 2).numpy()[0])
+    assert counts[owner] == 10 and counts[1 - owner] == 0
+    assert data.steps_per_epoch == 5 and data.num_train_lists == 10  # 2 lists per step for the owner's replica
+    empty = list(data.replica_batches(1, 1, _context(2, 1 - owner, 2)).as_numpy_iterator())
+    assert len(empty) == 5 and all(labels.shape == (1, 3) and np.all(labels == -1.0) for _, labels, _ in empty)
+    assert [int(global_lists) for _, _, global_lists in empty] == [2] * 5
+
+
+def test_no_training_lists_are_refused_naming_the_list_size():
+    ratings = tf.data.Dataset.from_tensor_slices({
+        "user_id": np.full([4], 7, np.int64), "movie_id": np.arange(1, 5, dtype=np.int64),
+        "user_rating": np.ones([4], np.float32)}).batch(16)
+    data = stream_input.StreamedRankingData(ratings, sorted_by_user=True, list_size=5, num_lists_per_user=10,
+                                            eval_lists_per_user=1, seed=1, batch_size=4)
+    with pytest.raises(ValueError, match="no training lists: no user has list_size=5 training ratings"):
+        data.build(tf.distribute.get_strategy())
