@@ -7,7 +7,8 @@
    --keep_csv), then ``bin/train.py --dataset=movielens/25m --epochs=1 --loss=pairwise_hinge`` in a fresh process:
    its data seconds, training lists per second and test nDCG@5 (results.json), wall seconds and peak RSS. Then the
    same command as --workers processes of ``--distribution_strategy=multi_worker_mirrored`` on 127.0.0.1, each
-   with its own TF_CONFIG; the chief's results.json, every worker's peak RSS.
+   with its own TF_CONFIG; the chief's results.json, every worker's peak RSS. ``--input=stream`` runs both with
+   ``bin/train.py --input=stream`` (each worker streams the file and builds only its users' lists).
 2. Projected: per-step compute from the single process's lists per second, per-step traffic from the model's sizes
    (dense gradients ring-all-reduced, embedding-gradient rows all-gathered), and from these the seconds per epoch
    at 100M, 250M and 1B ratings on N workers at 10, 25 and 100 Gb/s. The footer states the formula and where it
@@ -247,8 +248,8 @@ def projection(lists_per_second: float, args: argparse.Namespace, measured_worke
         "Where it stops holding:",
         "- MirroredStrategy keeps every table (weights + Adagrad accumulator + EMA) on every worker: the 'tables per "
         "worker' column must fit in each worker's memory; beyond that, parameter servers with sharded tables.",
-        "- Every worker still loads all ratings and builds all lists in memory (peak RSS above grows with the "
-        "ratings): at 100M+ the input must be streamed and sharded (stream_lists / tf.data service).",
+        "- With --input=memory every worker loads all ratings and builds all lists in memory (peak RSS above grows "
+        "with the ratings); --input=stream streams the file and holds only the worker's share of the lists.",
         "- Latency per collective (two per step, tens to hundreds of microseconds on real networks) is ignored; it "
         "matters when b / r is small.",
         "- A is nearly constant in N but G grows as N - 1 (each worker receives every other worker's rows), so the "
@@ -281,6 +282,9 @@ def main() -> None:
     parser.add_argument("--list_size", type=int, default=5, help="bin/train.py --list_size.")
     parser.add_argument("--num_lists_per_user", type=int, default=50, help="bin/train.py --num_lists_per_user.")
     parser.add_argument("--embedding_dim", type=int, default=32, help="bin/train.py --embedding_dim.")
+    parser.add_argument("--input", choices=("memory", "stream"), default="memory",
+                        help="bin/train.py --input: memory (every worker builds every list) or stream (each worker "
+                             "streams the file and builds only its users' lists).")
     args = parser.parse_args()
     args.ratings = int(args.ratings)
     if args.ratings < 1000:
@@ -288,7 +292,8 @@ def main() -> None:
     if args.workers < 0:
         parser.error(f"--workers={args.workers}: pass 0 (single process only) or more")
     extra = [f"--batch_size={args.batch_size}", f"--list_size={args.list_size}",
-             f"--num_lists_per_user={args.num_lists_per_user}", f"--embedding_dim={args.embedding_dim}"]  # fmt: skip
+             f"--num_lists_per_user={args.num_lists_per_user}", f"--embedding_dim={args.embedding_dim}",
+             f"--input={args.input}"]  # fmt: skip
 
     cache_dir = pathlib.Path(args.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +314,7 @@ def main() -> None:
 
     print()
     print(f"## One epoch, {args.ratings:,} synthetic ratings ({users:,} users, {movies:,} movies), loss {LOSS}, "
-          f"{os.cpu_count()} CPU cores")  # fmt: skip
+          f"--input={args.input}, {os.cpu_count()} CPU cores")  # fmt: skip
     print()
     print("| run | data s | train lists/s | test nDCG@5 | wall s | peak RSS GiB (per process) |")
     print("|---|---:|---:|---:|---:|---|")

@@ -12,7 +12,7 @@ import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up nois
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from tfrank import distribute, losses, metrics, training  # noqa: E402
+from tfrank import distribute, losses, metrics, stream_input, training  # noqa: E402
 from tfrank.data import MovieLensUnavailableError  # noqa: E402
 
 _DEFAULTS = training.TrainConfig()
@@ -71,6 +71,10 @@ flags.DEFINE_string("distribution_strategy", _DEFAULTS.distribution_strategy,
                     "ps task serves until it is stopped. --batch_size is the global batch.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress (one line per epoch when stdout "
                      "is not a terminal) and the results table.")
+flags.DEFINE_enum("input", _DEFAULTS.input, list(stream_input.INPUTS),
+                  "Where the training lists come from. memory: every worker loads every rating and builds every list. "
+                  "stream: each worker reads the ratings as a stream and builds only the lists of its share of the "
+                  "users (hashed by user id); not with parameter_server.")
 
 def main(argv):
     if len(argv) > 1:
@@ -87,7 +91,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
         export_dir=FLAGS.export_dir, verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
-        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy)
+        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy, input=FLAGS.input)
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.

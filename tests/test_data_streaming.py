@@ -255,6 +255,63 @@ def test_sharded_lists_without_a_service_equal_sample_lists_per_user(sorted_rati
     assert _lists_per_user(sharded) == _lists_per_user(expected)
 
 
+@pytest.mark.parametrize("sorted_by_user", [True, False], ids=["sorted", "group_by_window"])
+def test_each_shards_lists_are_those_of_its_users_in_the_sharded_stream(sorted_ratings, sorted_by_user):
+    ratings = tf.data.Dataset.from_tensor_slices(sorted_ratings).batch(97)
+    kwargs = dict(list_size=4, num_lists_per_user=3, seed=1, sorted_by_user=sorted_by_user, batch_size=50)
+    shards = [_lists(streaming.stream_lists_of_shard(ratings, 3, shard, **kwargs)) for shard in range(3)]
+    for shard, lists in enumerate(shards):
+        assert lists[0].size > 0 and set(streaming.user_shards(lists[0], 3).numpy()) == {shard}
+    together = tuple(np.concatenate(column) for column in zip(*shards))
+    sharded = _lists(stream_lists_sharded(ratings, 3, **kwargs))
+    assert _lists_per_user(together) == _lists_per_user(sharded)
+    assert together[0].size == sharded[0].size == 3 * len(np.unique(sharded[0]))  # every user once, 3 lists each
+
+
+def test_one_shard_is_the_whole_stream(sorted_ratings):
+    ratings = tf.data.Dataset.from_tensor_slices(sorted_ratings).batch(97)
+    whole = _lists(streaming.stream_lists_of_shard(ratings, 1, 0, list_size=4, seed=1, sorted_by_user=True))
+    expected = _lists(stream_lists(ratings, list_size=4, seed=1, sorted_by_user=True))
+    for got, want in zip(whole, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shard", [-1, 3])
+def test_stream_lists_of_shard_rejects_a_shard_outside_the_shards(sorted_ratings, shard):
+    ratings = tf.data.Dataset.from_tensor_slices(sorted_ratings)
+    with pytest.raises(ValueError, match=f"shard={shard} of num_shards=3: need num_shards >= 1 and 0 <= shard < "
+                                         "num_shards"):
+        streaming.stream_lists_of_shard(ratings, 3, shard)
+
+
+def test_user_shards_spread_users_over_every_shard_by_a_hash_not_by_id_ranges():
+    shards = streaming.user_shards(np.arange(1, 10_001), 4).numpy()
+    assert shards.dtype == np.int64 and set(shards) == {0, 1, 2, 3}
+    assert all(2300 < np.sum(shards == shard) < 2700 for shard in range(4))
+    assert len(set(shards[:8])) > 1  # neighbouring ids land in different shards
+
+
+@pytest.mark.parametrize("batch", [None, 13], ids=["elements", "batches"])
+def test_stream_vocabularies_are_the_sorted_distinct_ids(sorted_ratings, monkeypatch, batch):
+    monkeypatch.setattr(streaming, "ROWS_PER_BATCH", 64)  # merges several times
+    ratings = tf.data.Dataset.from_tensor_slices(sorted_ratings)
+    ratings = ratings if batch is None else ratings.batch(batch)
+    users, movies = streaming.stream_vocabularies(ratings)
+    np.testing.assert_array_equal(users, np.unique(sorted_ratings["user_id"]))
+    np.testing.assert_array_equal(movies, np.unique(sorted_ratings["movie_id"]))
+    assert movies.size > 200
+
+
+def test_streamed_movielens_ratings_say_whether_they_are_sorted_by_user(movielens_dir, synthetic_dir,
+                                                                         ml100k_ratings):
+    ratings, sorted_by_user = streaming.stream_movielens_ratings("100k", movielens_dir)
+    assert sorted_by_user is False
+    np.testing.assert_array_equal(_columns(ratings)["movie_id"], _columns(ml100k_ratings)["movie_id"])
+    ratings, sorted_by_user = streaming.stream_movielens_ratings("25m", synthetic_dir)
+    users = _columns(ratings)["user_id"]
+    assert sorted_by_user is True and users.size == 12_000 and np.all(np.diff(users) >= 0)
+
+
 # --- stream_split
 
 

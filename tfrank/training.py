@@ -43,7 +43,7 @@ from tensorflow.core.framework import summary_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.training import checkpoint_state_pb2
 
-from tfrank import _processes, distribute, models
+from tfrank import _processes, distribute, models, stream_input
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
 from tfrank import layers as tfrank_layers
@@ -71,7 +71,7 @@ LOCK_FILE = "run.lock"
 # Fields that may change between a run and its continuation: they do not change what is trained (epochs may only
 # grow, which the checkpoints check), or they say where things are read from or written to.
 RESUMABLE_FIELDS = ("epochs", "metrics", "verbose", "movielens_path", "tfds_data_dir", "model_dir", "export_dir",
-                    "overwrite", "deterministic", "distribution_strategy")
+                    "overwrite", "deterministic", "distribution_strategy", "input")
 # TensorBoard's scalar plugin tag, so scalars are written with TF alone (TF 2.21 no longer installs TensorBoard).
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
@@ -143,6 +143,11 @@ class TrainConfig:
         or ``parameter_server`` (asynchronous steps of the ``TF_CONFIG`` workers, coordinated by its chief);
         ``batch_size`` is the global batch, split evenly over synchronous replicas. A run may be resumed under
         another strategy.
+      input: where the training lists come from. ``memory``: every worker loads every rating and builds every list
+        (the global batches are those of one process). ``stream``: each worker reads the ratings as a stream and
+        builds only the lists of its share of the users (:mod:`tfrank.stream_input`: the batches differ from
+        ``memory``'s with several workers, not with one); not with ``parameter_server``. A run may be resumed with
+        the other input.
     """
 
     loss: Tuple[str, ...] = ("pairwise_hinge",)
@@ -166,6 +171,7 @@ class TrainConfig:
     deterministic: bool = True
     overwrite: bool = False
     distribution_strategy: str = distribute.OFF
+    input: str = stream_input.MEMORY
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field, its value and what is allowed."""
@@ -182,6 +188,7 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r}: must be one of {', '.join(DATASETS)}")
         distribute.check_name(self.distribution_strategy)
+        stream_input.check_strategy(self.input, self.distribution_strategy)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
         for field, minimum in (("list_size", 1), ("num_lists_per_user", 1), ("eval_lists_per_user", 1),
@@ -294,8 +301,21 @@ def load_config_ratings(config: TrainConfig) -> tf.data.Dataset:
                                     batch_size=ROWS_PER_BATCH)
 
 
-def prepare_data(config: TrainConfig) -> RankingData:
-    """Loads the ratings, splits them and samples each split's lists (all held in memory)."""
+def prepare_data(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None
+                 ) -> "RankingData | stream_input.StreamedRankingData":
+    """Loads the ratings, splits them and samples each split's lists (all held in memory).
+
+    With ``config.input == "stream"``: the vocabularies from a streamed pass and, given the ``strategy``, the
+    training lists of this process's input pipelines only, and the evaluation lists on the chief (without a
+    strategy, each when first used).
+    """
+    if config.input == stream_input.STREAM:
+        ranking_data = _prepare_streamed_data(config)
+        if strategy is not None:
+            ranking_data.build(strategy)
+            if distribute.is_chief(strategy):  # the chief alone evaluates
+                ranking_data.build_eval_lists()
+        return ranking_data
     train_ratings, val_ratings, test_ratings = tfrank_data.split(load_config_ratings(config), seed=config.seed)
     user_vocabulary, movie_vocabulary = _vocabularies(train_ratings)
 
@@ -315,6 +335,18 @@ def prepare_data(config: TrainConfig) -> RankingData:
         val=lists(val_ratings, config.eval_lists_per_user, config.seed + 1, config.batch_size),
         test=lists(test_ratings, config.eval_lists_per_user, config.seed + 2, config.batch_size),
         user_vocabulary=user_vocabulary, movie_vocabulary=movie_vocabulary, batch_size=config.batch_size)
+
+
+def _prepare_streamed_data(config: TrainConfig) -> stream_input.StreamedRankingData:
+    if config.dataset == SYNTHETIC:  # generated in memory, sorted by user
+        ratings = tfrank_data.synthetic.ratings_dataset(seed=config.seed, batch_size=ROWS_PER_BATCH)
+        sorted_by_user = True
+    else:
+        ratings, sorted_by_user = tfrank_data.streaming.stream_movielens_ratings(
+            config.variant, config.movielens_path, config.tfds_data_dir)
+    return stream_input.StreamedRankingData(
+        ratings, sorted_by_user, list_size=config.list_size, num_lists_per_user=config.num_lists_per_user,
+        eval_lists_per_user=config.eval_lists_per_user, seed=config.seed, batch_size=config.batch_size)
 
 
 def default_learning_rate(loss: keras.losses.Loss) -> float:
@@ -448,6 +480,8 @@ class _Trainer:
         slices of every global batch, through ``distribute_datasets_from_function``. A coordinator (parameter
         servers) gets the list indices of each global batch instead (:meth:`_scheduled_epoch`).
         """
+        if isinstance(ranking_data, stream_input.StreamedRankingData):
+            ranking_data.build(self.strategy)  # a no-op once built
         if self.coordinator is not None:
             return self._scheduled_epoch(ranking_data, seed, epoch)
         if self.strategy.num_replicas_in_sync == 1:
@@ -1008,8 +1042,11 @@ def run(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) 
 def _run(config: TrainConfig, stored_results: Dict[str, dict], strategy: tf.distribute.Strategy,
          chief: bool) -> Dict[str, dict]:
     start = time.perf_counter()
-    ranking_data = prepare_data(config)
+    ranking_data = prepare_data(config, strategy)
     data_seconds = time.perf_counter() - start
+    if config.verbose and isinstance(ranking_data, stream_input.StreamedRankingData):
+        print("training lists per input pipeline (input=stream): "
+              + ", ".join(f"{count:,}" for count in ranking_data.lists_per_pipeline))
     results = {}
     for loss_name in config.loss:
         model, result = train_one(config, loss_name, ranking_data, strategy,
@@ -1020,6 +1057,8 @@ def _run(config: TrainConfig, stored_results: Dict[str, dict], strategy: tf.dist
         already_trained = result.pop("already_trained", False)
         if not already_trained:
             result["data_seconds"] = data_seconds  # shared by every loss: the lists are made once
+            if isinstance(ranking_data, stream_input.StreamedRankingData):
+                result["train_lists_per_input_pipeline"] = ranking_data.lists_per_pipeline.tolist()
         if config.export_dir:
             target = _export_target(config, loss_name)
             previous = result.get("export_path") if already_trained else None

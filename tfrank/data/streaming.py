@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tfrank.data import movielens
@@ -50,6 +51,8 @@ from tfrank.data.lists import (
 
 # Bytes of a ratings file read at a time by stream_ratings: tens of thousands of lines, a few MB once split.
 _BLOCK_BYTES = 1 << 20
+# The GroupLens rating files that come sorted by user (ml-100k's u.data comes in no order).
+SORTED_BY_USER_VARIANTS = ("1m", "20m", "25m")
 # Users are spread over shards by a hash of their id with this seed, so that shards do not follow id ranges.
 _SHARD_SEED = 0x5EED
 
@@ -83,6 +86,20 @@ def stream_ratings(variant: str = "25m", source: str | os.PathLike | None = None
         plain(lambda numbers, lines: movielens._parse_rating_lines(numbers, lines, path, variant)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
+
+
+def stream_movielens_ratings(variant: str = "25m", source: str | os.PathLike | None = None,
+                             data_dir: str | None = None) -> tuple[tf.data.Dataset, bool]:  # fmt: skip
+    """MovieLens ratings in batches, read as they are iterated, and whether they come sorted by user.
+
+    Local GroupLens files are read with :func:`stream_ratings`; TFDS (``source="tfds"``, or None without
+    ``TFRANK_MOVIELENS_DIR``) with ``load_ratings(batch_size=...)``, which reads TFDS's records in batches. Sorted by
+    user: the local files of :data:`SORTED_BY_USER_VARIANTS`; TFDS's order is not known, so False there.
+    """
+    movielens._check_variant(variant)
+    if movielens._resolve_source(source) == "tfds":
+        return movielens.load_ratings(variant, source="tfds", data_dir=data_dir, batch_size=ROWS_PER_BATCH), False
+    return stream_ratings(variant, source), variant in SORTED_BY_USER_VARIANTS
 
 
 def _numbered_line_batches(path: str, header: bool) -> tf.data.Dataset:
@@ -215,14 +232,69 @@ def stream_lists_sharded(ratings: tf.data.Dataset, num_shards: int, list_size: i
     return tf.data.Dataset.range(num_shards).flat_map(plain(lists_of_shard))
 
 
+def stream_lists_of_shard(ratings: tf.data.Dataset, num_shards: int, shard: int, list_size: int | None = 5,
+                          num_lists_per_user: int = 50, min_list_size: int = 5, seed: int = 0,
+                          sorted_by_user: bool = False, batch_size: int | None = None) -> tf.data.Dataset:  # fmt: skip
+    """The :func:`stream_lists` of one shard of users: those whose :func:`user_shards` is ``shard``.
+
+    The shards are those of :func:`stream_lists_sharded`; the other users' ratings are dropped as they are read, so
+    grouping holds only this shard's ratings (all of them when ``sorted_by_user=False``, a batch otherwise).
+
+    Raises:
+      ValueError: ``shard`` not in ``[0, num_shards)``, or bad arguments for :func:`stream_lists`.
+    """
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ValueError(f"shard={shard} of num_shards={num_shards}: need num_shards >= 1 and 0 <= shard < num_shards")
+    if num_shards > 1:
+        ratings = _users_of_shard(ratings, num_shards, tf.constant(shard, tf.int64))
+    return stream_lists(ratings, list_size, num_lists_per_user, min_list_size, seed, sorted_by_user, batch_size)
+
+
+def user_shards(user_ids: tf.Tensor, num_shards: int) -> tf.Tensor:
+    """The shard (int64 in ``[0, num_shards)``) of each user id: a hash of the id, the same on every machine."""
+    user_hash = _hash(_SHARD_SEED, tf.cast(user_ids, tf.int64))
+    return tf.cast(user_hash % tf.constant(num_shards, tf.uint64), tf.int64)
+
+
+def stream_vocabularies(ratings: tf.data.Dataset, keys: Sequence[str] = ("user_id", "movie_id")
+                        ) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """The sorted distinct values of each feature ``keys`` of ``ratings``, read batch by batch: memory holds the
+    distinct values, not the ratings.
+
+    Raises:
+      tf.errors.InvalidArgumentError: a data check failed while ``ratings`` was read (a malformed line, say).
+    """
+    batches = _rating_batches(ratings, tuple(keys)).map(
+        plain(lambda batch: {key: tf.unique(values)[0] for key, values in batch.items()}),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    distinct = {key: np.zeros([0], batches.element_spec[key].dtype.as_numpy_dtype) for key in keys}
+    pending: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    pending_size = 0
+
+    def merge() -> None:
+        for key in keys:
+            distinct[key] = np.unique(np.concatenate([distinct[key], *pending[key]]))
+            pending[key] = []
+
+    for batch in batches.as_numpy_iterator():
+        for key in keys:
+            pending[key].append(batch[key])
+        pending_size += sum(len(values) for values in batch.values())
+        # Merged now and then, not per batch: each merge sorts the distinct values found so far.
+        if pending_size > 4 * sum(len(values) for values in distinct.values()) + ROWS_PER_BATCH:
+            merge()
+            pending_size = 0
+    merge()
+    return tuple(distinct[key] for key in keys)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def _users_of_shard(ratings: tf.data.Dataset, num_shards: int, shard: tf.Tensor) -> tf.data.Dataset:
     """The ratings of the users whose hashed id is ``shard`` modulo ``num_shards``, in input order."""
     def in_shard(features: dict[str, tf.Tensor]) -> tf.Tensor:
-        user_hash = _hash(_SHARD_SEED, tf.cast(features["user_id"], tf.int64))
-        return tf.equal(user_hash % tf.constant(num_shards, tf.uint64), tf.cast(shard, tf.uint64))
+        return tf.equal(user_shards(features["user_id"], num_shards), tf.cast(shard, tf.int64))
 
     if not _is_batched(ratings):
         return ratings.filter(plain(in_shard))
