@@ -8,9 +8,17 @@ import tensorflow as tf
 
 from tfrank.data import (
     GENRES,
+    MOVIE_HISTORY_KEYS,
+    USER_HISTORY_KEYS,
+    align_rows,
     features,
+    from_memory,
+    history_features,
     load_movie_features,
+    load_ratings,
     load_user_features,
+    split,
+    synthetic,
 )
 
 
@@ -229,3 +237,199 @@ def test_tfds_has_no_user_features_for_20m_and_25m(monkeypatch):
     monkeypatch.setattr(features.movielens, "_load_tfds", lambda name, data_dir: pytest.fail("must not load"))
     assert load_user_features("25m", source="tfds") is None
     assert load_user_features("20m", source="tfds") is None
+
+
+# --- History features (training ratings only).
+
+_DRAMA, _COMEDY, _WAR = GENRES.index("Drama"), GENRES.index("Comedy"), GENRES.index("War")
+
+
+def _three_movies() -> dict[str, np.ndarray]:
+    genres = np.zeros([3, len(GENRES)], np.float32)
+    genres[0, _DRAMA] = genres[1, _COMEDY] = genres[2, [_DRAMA, _WAR]] = 1.0
+    return {"movie_id": np.array([10, 20, 30]), "genres": genres}
+
+
+def _ratings(users, movies, stars) -> dict[str, np.ndarray]:
+    return {"user_id": np.array(users, np.int64), "movie_id": np.array(movies, np.int64),
+            "user_rating": np.array(stars, np.float32)}  # fmt: skip
+
+
+def test_history_features_match_hand_computed_means_and_shrunk_affinities():
+    # User 1: 5 stars on 10 (Drama), 1 on 20 (Comedy), 3 on 30 (Drama, War): mean 3. User 2: 4 on 10.
+    history = history_features(_ratings([1, 1, 1, 2], [10, 20, 30, 10], [5, 1, 3, 4]), _three_movies(), shrinkage=1.0)
+    np.testing.assert_array_equal(history["user_id"], [1, 2])
+    np.testing.assert_array_equal(history["num_ratings"], [3, 1])
+    np.testing.assert_allclose(history["mean_rating"], [3.0, 4.0])
+    affinity = history["genre_affinity"]
+    assert affinity.shape == (2, len(GENRES)) and affinity.dtype == np.float32
+    # Drama: deviations +2 and 0 over 2 ratings, shrunk by 1: 2 / 3. Comedy: -2 / 2. War: 0 / 2.
+    np.testing.assert_allclose(affinity[0, [_DRAMA, _COMEDY, _WAR]], [2 / 3, -1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(affinity[1, _DRAMA], 0.0)  # one rating equal to the user's own mean
+    assert np.count_nonzero(affinity[:, [g for g in range(len(GENRES)) if g not in (_DRAMA, _COMEDY, _WAR)]]) == 0
+    np.testing.assert_array_equal(history["movie_id"], [10, 20, 30])
+    np.testing.assert_array_equal(history["movie_num_ratings"], [2, 1, 1])
+    np.testing.assert_allclose(history["global_mean_rating"], 13 / 4)
+    # (sum + shrinkage * global mean) / (count + shrinkage)
+    np.testing.assert_allclose(history["movie_mean_rating"], [(9 + 3.25) / 3, (1 + 3.25) / 2, (3 + 3.25) / 2],
+                               rtol=1e-6)  # fmt: skip
+
+
+def test_history_without_shrinkage_is_the_plain_genre_mean_minus_the_user_mean():
+    history = history_features(_ratings([1, 1, 1], [10, 20, 30], [5, 1, 3]), _three_movies(), shrinkage=0.0)
+    np.testing.assert_allclose(history["genre_affinity"][0, [_DRAMA, _COMEDY, _WAR]], [4 - 3, 1 - 3, 3 - 3])
+    np.testing.assert_allclose(history["movie_mean_rating"], [5, 1, 3])
+
+
+def test_more_shrinkage_pulls_affinities_toward_zero_and_movie_means_toward_the_global_mean():
+    ratings = _ratings([1, 1, 1], [10, 20, 30], [5, 1, 3])
+    weak, strong = (history_features(ratings, _three_movies(), shrinkage=s) for s in (1.0, 100.0))
+    assert np.abs(strong["genre_affinity"]).sum() < 0.05 * np.abs(weak["genre_affinity"]).sum()
+    np.testing.assert_allclose(strong["movie_mean_rating"], 3.0, atol=0.05)
+
+
+def test_a_pair_rated_twice_counts_once_with_its_latest_rating():
+    ratings = {**_ratings([1, 1, 1], [10, 10, 20], [1, 5, 3]), "timestamp": np.array([100, 200, 150], np.int64)}
+    history = history_features(ratings, _three_movies(), shrinkage=0.0)
+    np.testing.assert_array_equal(history["num_ratings"], [2])
+    np.testing.assert_allclose(history["mean_rating"], [4.0])  # 5 (the later of 1 and 5) and 3
+
+
+def test_history_reads_a_split_dataset_like_the_columns():
+    columns = synthetic.generate_ratings(num_users=30, num_movies=60, num_ratings=900, seed=1)
+    movies = synthetic.movie_features(num_users=30, num_movies=60, num_ratings=900, seed=1)
+    from_columns = history_features(columns, movies)
+    from_dataset = history_features(from_memory({k: tf.constant(v) for k, v in columns.items()}, 64), movies)
+    for key in from_columns:
+        np.testing.assert_array_equal(from_columns[key], from_dataset[key])
+
+
+def _history_of_the_training_split(ratings: dict[str, np.ndarray], movies: dict[str, np.ndarray]) -> dict:
+    train, _, _ = split(from_memory({k: tf.constant(v) for k, v in ratings.items()}), seed=42)
+    return history_features(train, movies)
+
+
+def _split_part(ratings: dict[str, np.ndarray]) -> np.ndarray:
+    """0 for training, 1 for validation, 2 for test: which part split(seed=42) gives each rating."""
+    tagged = {**ratings, "row": np.arange(len(ratings["user_id"]))}
+    parts = split(from_memory({k: tf.constant(v) for k, v in tagged.items()}), seed=42)
+    part_of = np.empty(len(ratings["user_id"]), np.int64)
+    for index, part in enumerate(parts):
+        part_of[np.concatenate([batch["row"] for batch in part.batch(1 << 20).as_numpy_iterator()])] = index
+    return part_of
+
+
+def test_no_validation_or_test_rating_enters_a_history_feature():
+    ratings = synthetic.generate_ratings(num_users=40, num_movies=80, num_ratings=1600, seed=2)
+    movies = synthetic.movie_features(num_users=40, num_movies=80, num_ratings=1600, seed=2)
+    part = _split_part(ratings)
+    assert (part == 0).any() and (part == 1).any() and (part == 2).any()
+    before = _history_of_the_training_split(ratings, movies)
+
+    held_out = {**ratings, "user_rating": ratings["user_rating"].copy()}
+    held_out["user_rating"][part > 0] = 6.0 - held_out["user_rating"][part > 0]  # every held-out rating changes
+    after = _history_of_the_training_split(held_out, movies)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+    trained = {**ratings, "user_rating": ratings["user_rating"].copy()}
+    first_train = int(np.flatnonzero(part == 0)[0])
+    trained["user_rating"][first_train] = 6.0 - trained["user_rating"][first_train] + (
+        1.0 if trained["user_rating"][first_train] == 3.0 else 0.0)  # fmt: skip
+    changed = _history_of_the_training_split(trained, movies)
+    for key in ("mean_rating", "genre_affinity", "movie_mean_rating", "global_mean_rating"):
+        assert not np.array_equal(before[key], changed[key]), key
+
+
+def test_ml100k_history_features_come_from_the_training_split(movielens_dir):
+    movies = load_movie_features("100k", source=movielens_dir)
+    train, _, _ = split(load_ratings("100k", source=movielens_dir))
+    history = history_features(train, movies)
+    assert history["num_ratings"].sum() == history["movie_num_ratings"].sum() < 100_000
+    assert 69_000 < history["num_ratings"].sum() < 71_000
+    assert len(history["user_id"]) == 943
+    assert 3.4 < history["global_mean_rating"] < 3.7
+    assert np.isfinite(history["genre_affinity"]).all() and np.abs(history["genre_affinity"]).max() < 4
+
+
+def test_rated_movie_without_features_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"1 rated movies are not in movie_features \(ids \[99\]"):
+        history_features(_ratings([1, 1], [10, 99], [4, 3]), _three_movies())
+
+
+@pytest.mark.parametrize("shrinkage", [-1.0, float("nan")])
+def test_negative_shrinkage_is_rejected(shrinkage):
+    with pytest.raises(ValueError, match="shrinkage=.*must be >= 0"):
+        history_features(_ratings([1], [10], [4]), _three_movies(), shrinkage=shrinkage)
+
+
+def test_empty_training_ratings_are_rejected():
+    with pytest.raises(ValueError, match="train_ratings is empty"):
+        history_features(_ratings([], [], []), _three_movies())
+
+
+# --- Aligning features to embedding rows.
+
+
+def test_rows_follow_the_vocabulary_with_row_0_and_missing_ids_at_the_default():
+    movies = {"movie_id": np.array([30, 10, 20]), "year": np.array([2001, 1995, 1990]),
+              "title": np.array([b"C", b"A", b"B"], object), "genres": np.eye(3, dtype=np.float32)}  # fmt: skip
+    rows = align_rows([20, 30, 99], movies, "movie_id")
+    assert set(rows) == {"year", "title", "genres"}
+    np.testing.assert_array_equal(rows["year"], [0, 1990, 2001, 0])
+    assert rows["title"].tolist() == [b"", b"B", b"C", b""]
+    np.testing.assert_array_equal(rows["genres"], [[0, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 0]])
+    assert rows.num_missing == 1 and rows.missing_ids.tolist() == [99]
+    assert rows["year"].dtype == np.int64 and rows["genres"].dtype == np.float32
+
+
+def test_mean_default_is_the_mean_row_of_the_features():
+    movies = {"movie_id": np.array([1, 2]), "year": np.array([1990, 1995]),
+              "genres": np.array([[1, 0], [1, 1]], np.float32)}  # fmt: skip
+    rows = align_rows([2, 7], movies, "movie_id", default="mean")
+    np.testing.assert_array_equal(rows["year"], [1992, 1995, 1992])  # 1992.5 rounds to even
+    np.testing.assert_array_equal(rows["genres"], [[1, 0.5], [1, 1], [1, 0.5]])
+
+
+def test_history_rows_take_the_global_mean_for_movies_never_rated():
+    history = history_features(_ratings([1, 1, 2], [10, 20, 10], [5, 1, 4]), _three_movies(), shrinkage=0.0)
+    default = {"movie_mean_rating": history["global_mean_rating"]}
+    movie_rows = align_rows([10, 30], history, "movie_id", default=default, keys=MOVIE_HISTORY_KEYS)
+    np.testing.assert_allclose(movie_rows["movie_mean_rating"], [10 / 3, 4.5, 10 / 3], rtol=1e-6)
+    np.testing.assert_array_equal(movie_rows["movie_num_ratings"], [0, 2, 0])
+    assert movie_rows.missing_ids.tolist() == [30]
+    user_rows = align_rows([2, 1], history, "user_id", keys=USER_HISTORY_KEYS)
+    np.testing.assert_array_equal(user_rows["num_ratings"], [0, 1, 2])
+    assert user_rows["genre_affinity"].shape == (3, len(GENRES)) and user_rows.num_missing == 0
+
+
+def test_features_of_another_length_than_the_ids_need_keys():
+    history = history_features(_ratings([1, 2, 3], [10, 20, 20], [5, 1, 4]), _three_movies())
+    with pytest.raises(ValueError, match=r"feature 'movie_id' has shape \(2,\) but there are 3 ids in 'user_id'"):
+        align_rows([1], history, "user_id")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(id_key="user_id"), r"id_key='user_id' is not a feature"),
+        (dict(id_key="movie_id", default="median"), r"default='median': must be"),
+        (dict(id_key="movie_id", keys=["rating"]), r"keys has 'rating': not a feature"),
+    ],
+)
+def test_bad_alignment_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        align_rows([1], {"movie_id": np.array([1, 2]), "year": np.array([1, 2])}, **kwargs)
+
+
+def test_repeated_feature_ids_are_rejected_not_silently_picked():
+    with pytest.raises(ValueError, match=r"features\['movie_id'\] repeats ids \[2\]"):
+        align_rows([1], {"movie_id": np.array([1, 2, 2]), "year": np.array([1, 2, 3])}, "movie_id")
+
+
+def test_ml100k_features_align_to_a_model_vocabulary(movielens_dir):
+    movies = load_movie_features("100k", source=movielens_dir)
+    vocabulary = np.array([50, 1, 100_000])  # 100000 is no MovieLens 100K movie
+    rows = align_rows(vocabulary, movies, "movie_id")
+    assert rows["title"][1] == b"Star Wars (1977)" and rows["title"][2] == b"Toy Story (1995)"
+    assert rows["year"].tolist() == [0, 1977, 1995, 0] and rows.missing_ids.tolist() == [100_000]
