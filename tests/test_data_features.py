@@ -319,6 +319,11 @@ def _split_part(ratings: dict[str, np.ndarray]) -> np.ndarray:
     return part_of
 
 
+def _another_rating(stars: np.ndarray) -> np.ndarray:
+    """A different star rating for each of ``stars`` (1 -> 2, ..., 4 -> 5, 5 -> 1)."""
+    return stars % 5 + 1
+
+
 def test_no_validation_or_test_rating_enters_a_history_feature():
     ratings = synthetic.generate_ratings(num_users=40, num_movies=80, num_ratings=1600, seed=2)
     movies = synthetic.movie_features(num_users=40, num_movies=80, num_ratings=1600, seed=2)
@@ -327,15 +332,14 @@ def test_no_validation_or_test_rating_enters_a_history_feature():
     before = _history_of_the_training_split(ratings, movies)
 
     held_out = {**ratings, "user_rating": ratings["user_rating"].copy()}
-    held_out["user_rating"][part > 0] = 6.0 - held_out["user_rating"][part > 0]  # every held-out rating changes
+    held_out["user_rating"][part > 0] = _another_rating(held_out["user_rating"][part > 0])
     after = _history_of_the_training_split(held_out, movies)
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
 
     trained = {**ratings, "user_rating": ratings["user_rating"].copy()}
     first_train = int(np.flatnonzero(part == 0)[0])
-    trained["user_rating"][first_train] = 6.0 - trained["user_rating"][first_train] + (
-        1.0 if trained["user_rating"][first_train] == 3.0 else 0.0)  # fmt: skip
+    trained["user_rating"][first_train] = _another_rating(trained["user_rating"][first_train])
     changed = _history_of_the_training_split(trained, movies)
     for key in ("mean_rating", "genre_affinity", "movie_mean_rating", "global_mean_rating"):
         assert not np.array_equal(before[key], changed[key]), key
