@@ -13,6 +13,8 @@ embeddings with :func:`align_rows`. Sources resolve as in :func:`tfrank.data.loa
 GroupLens folder or zip, or ``None`` for ``TFRANK_MOVIELENS_DIR`` else TFDS), and errors keep its quality: a
 malformed line or a repeated id raises ``tf.errors.InvalidArgumentError`` naming the file and line(s) (one line of
 message), an unknown genre name raises ``ValueError`` naming the genre, the file and the line.
+:func:`tfrank.data.synthetic.movie_features` and :func:`tfrank.data.synthetic.user_features` give the same schema for
+synthetic ratings.
 """
 
 from __future__ import annotations

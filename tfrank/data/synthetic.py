@@ -8,6 +8,11 @@ learn something. Generation is numpy, vectorised in chunks of users, so MovieLen
 :func:`write_movielens_csv` writes ``ratings.csv`` and ``movies.csv`` in the ml-20m / ml-25m format
 (``userId,movieId,rating,timestamp`` sorted by user then movie, as GroupLens sorts them) so that the local-file
 reader of :mod:`tfrank.data.movielens` runs at scale.
+
+:func:`movie_features` and :func:`user_features` give side features in the schema of
+:func:`tfrank.data.load_movie_features` and :func:`tfrank.data.load_user_features`, planted from the same latent
+factors as the ratings of the same arguments (genres from the movie factors, age, gender and occupation from the user
+factors), so feature models can be tested and benchmarked without MovieLens; the ratings do not change with them.
 """
 
 from __future__ import annotations
