@@ -437,3 +437,21 @@ def test_ml100k_features_align_to_a_model_vocabulary(movielens_dir):
     rows = align_rows(vocabulary, movies, "movie_id")
     assert rows["title"][1] == b"Star Wars (1977)" and rows["title"][2] == b"Toy Story (1995)"
     assert rows["year"].tolist() == [0, 1977, 1995, 0] and rows.missing_ids.tolist() == [100_000]
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_aligned_rows_are_the_rows_ranking_model_looks_ids_up_in(graph):
+    from tfrank.models import RankingModel
+
+    movies = {"movie_id": np.array([30, 10, 20]), "year": np.array([2001, 1995, 1990])}
+    model = RankingModel(user_vocabulary=[1, 2], movie_vocabulary=[20, 10, 40], embedding_dim=2)
+    rows = align_rows(model.movie_vocabulary, movies, "movie_id")
+    years = tf.constant(rows["year"])
+
+    def year_of(movie_ids: tf.Tensor) -> tf.Tensor:
+        return tf.gather(years, model.movie_rows.lookup(movie_ids))
+
+    lookup = tf.function(year_of) if graph else year_of
+    # 40 is in the vocabulary but has no features, 30 has features but is not in the vocabulary, 77 is neither.
+    np.testing.assert_array_equal(lookup(tf.constant([10, 20, 40, 30, 77], tf.int64)), [1995, 1990, 0, 0, 0])
+    assert rows.missing_ids.tolist() == [40]
