@@ -281,6 +281,24 @@ def test_history_without_shrinkage_is_the_plain_genre_mean_minus_the_user_mean()
     np.testing.assert_allclose(history["movie_mean_rating"], [5, 1, 3])
 
 
+def test_movie_mean_baseline_compares_each_rating_with_the_movies_shrunk_mean():
+    # Movie 10: 5 and 4 stars; with shrinkage 1 and global mean 13/4 its mean is (9 + 3.25) / 3.
+    history = history_features(_ratings([1, 1, 1, 2], [10, 20, 30, 10], [5, 1, 3, 4]), _three_movies(), shrinkage=1.0,
+                               affinity_baseline="movie_mean")  # fmt: skip
+    mean_10, mean_20, mean_30 = (9 + 3.25) / 3, (1 + 3.25) / 2, (3 + 3.25) / 2
+    np.testing.assert_allclose(
+        history["genre_affinity"][0, [_DRAMA, _COMEDY, _WAR]],
+        [((5 - mean_10) + (3 - mean_30)) / 3, (1 - mean_20) / 2, (3 - mean_30) / 2], rtol=1e-6,
+    )  # fmt: skip
+    np.testing.assert_allclose(history["genre_affinity"][1, _DRAMA], (4 - mean_10) / 2, rtol=1e-6)
+    np.testing.assert_allclose(history["mean_rating"], [3.0, 4.0])  # the other features do not change
+
+
+def test_unknown_affinity_baseline_is_rejected():
+    with pytest.raises(ValueError, match=r"affinity_baseline='median': must be one of user_mean, movie_mean"):
+        history_features(_ratings([1], [10], [4]), _three_movies(), affinity_baseline="median")
+
+
 def test_more_shrinkage_pulls_affinities_toward_zero_and_movie_means_toward_the_global_mean():
     ratings = _ratings([1, 1, 1], [10, 20, 30], [5, 1, 3])
     weak, strong = (history_features(ratings, _three_movies(), shrinkage=s) for s in (1.0, 100.0))
@@ -304,9 +322,10 @@ def test_history_reads_a_split_dataset_like_the_columns():
         np.testing.assert_array_equal(from_columns[key], from_dataset[key])
 
 
-def _history_of_the_training_split(ratings: dict[str, np.ndarray], movies: dict[str, np.ndarray]) -> dict:
+def _history_of_the_training_split(ratings: dict[str, np.ndarray], movies: dict[str, np.ndarray],
+                                   affinity_baseline: str) -> dict:  # fmt: skip
     train, _, _ = split(from_memory({k: tf.constant(v) for k, v in ratings.items()}), seed=42)
-    return history_features(train, movies)
+    return history_features(train, movies, affinity_baseline=affinity_baseline)
 
 
 def _split_part(ratings: dict[str, np.ndarray]) -> np.ndarray:
@@ -324,23 +343,24 @@ def _another_rating(stars: np.ndarray) -> np.ndarray:
     return stars % 5 + 1
 
 
-def test_no_validation_or_test_rating_enters_a_history_feature():
+@pytest.mark.parametrize("affinity_baseline", ["user_mean", "movie_mean"])
+def test_no_validation_or_test_rating_enters_a_history_feature(affinity_baseline):
     ratings = synthetic.generate_ratings(num_users=40, num_movies=80, num_ratings=1600, seed=2)
     movies = synthetic.movie_features(num_users=40, num_movies=80, num_ratings=1600, seed=2)
     part = _split_part(ratings)
     assert (part == 0).any() and (part == 1).any() and (part == 2).any()
-    before = _history_of_the_training_split(ratings, movies)
+    before = _history_of_the_training_split(ratings, movies, affinity_baseline)
 
     held_out = {**ratings, "user_rating": ratings["user_rating"].copy()}
     held_out["user_rating"][part > 0] = _another_rating(held_out["user_rating"][part > 0])
-    after = _history_of_the_training_split(held_out, movies)
+    after = _history_of_the_training_split(held_out, movies, affinity_baseline)
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
 
     trained = {**ratings, "user_rating": ratings["user_rating"].copy()}
     first_train = int(np.flatnonzero(part == 0)[0])
     trained["user_rating"][first_train] = _another_rating(trained["user_rating"][first_train])
-    changed = _history_of_the_training_split(trained, movies)
+    changed = _history_of_the_training_split(trained, movies, affinity_baseline)
     for key in ("mean_rating", "genre_affinity", "movie_mean_rating", "global_mean_rating"):
         assert not np.array_equal(before[key], changed[key]), key
 

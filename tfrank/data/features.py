@@ -45,6 +45,7 @@ _DATE_YEAR = re.compile(r"(\d{4})\s*$")
 USER_HISTORY_KEYS = ("num_ratings", "mean_rating", "genre_affinity")
 MOVIE_HISTORY_KEYS = ("movie_num_ratings", "movie_mean_rating")
 DEFAULT_SHRINKAGE = 5.0
+_AFFINITY_BASELINES = ("user_mean", "movie_mean")
 
 
 def load_movie_features(variant: str = "100k", source: str | os.PathLike | None = None,
@@ -162,7 +163,8 @@ def tfds_user_features(ratings: tf.data.Dataset) -> dict[str, np.ndarray]:
 
 
 def history_features(train_ratings: tf.data.Dataset | Mapping[str, Any], movie_features: Mapping[str, np.ndarray],
-                     shrinkage: float = DEFAULT_SHRINKAGE) -> dict[str, np.ndarray]:  # fmt: skip
+                     shrinkage: float = DEFAULT_SHRINKAGE, affinity_baseline: str = "user_mean"
+                     ) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-user and per-movie statistics of ``train_ratings``, and of nothing else.
 
     Pass the training split only: every number here is computed from the ratings passed in, so validation and test
@@ -173,7 +175,10 @@ def history_features(train_ratings: tf.data.Dataset | Mapping[str, Any], movie_f
       ``user_id`` int64 [U]; ``num_ratings`` int64 [U]; ``mean_rating`` float32 [U], the user's mean stars;
       ``genre_affinity`` float32 [U, len(GENRES)]: for genre g, ``sum(stars - mean_rating) / (count + shrinkage)``
       over the user's ratings of movies of genre g, the user's mean in g minus their overall mean, shrunk toward 0
-      when the user rated few movies of g (0 for a genre they never rated);
+      when the user rated few movies of g (0 for a genre they never rated); with
+      ``affinity_baseline="movie_mean"``, ``sum(stars - movie_mean_rating) / (count + shrinkage)`` instead: how
+      much more than the movie's (shrunk) mean the user rates the genre's movies, which separates a user's taste
+      from the genre's movies simply being better liked;
     per movie (``movie_id`` sorted, the movies of ``train_ratings``; :data:`MOVIE_HISTORY_KEYS`):
       ``movie_id`` int64 [M]; ``movie_num_ratings`` int64 [M]; ``movie_mean_rating`` float32 [M],
       ``(sum of stars + shrinkage * global_mean_rating) / (count + shrinkage)``, shrunk toward the global mean;
@@ -185,13 +190,17 @@ def history_features(train_ratings: tf.data.Dataset | Mapping[str, Any], movie_f
       movie_features: :func:`load_movie_features` (or :func:`tfrank.data.synthetic.movie_features`): its
         ``movie_id`` and ``genres``.
       shrinkage: pseudo-count >= 0 pulling genre affinities toward 0 and movie means toward the global mean.
+      affinity_baseline: what a rating is compared with in ``genre_affinity``: ``"user_mean"`` (the user's mean
+        rating) or ``"movie_mean"`` (the rated movie's ``movie_mean_rating``).
 
     Raises:
-      ValueError: ``shrinkage`` < 0, no ratings, or a rated movie that ``movie_features`` lacks (its genres are
-        unknown: the movie features are of another variant).
+      ValueError: ``shrinkage`` < 0, an unknown ``affinity_baseline``, no ratings, or a rated movie that
+        ``movie_features`` lacks (its genres are unknown: the movie features are of another variant).
     """
     if not shrinkage >= 0:
         raise ValueError(f"shrinkage={shrinkage}: must be >= 0 (0 for plain means)")
+    if affinity_baseline not in _AFFINITY_BASELINES:
+        raise ValueError(f"affinity_baseline={affinity_baseline!r}: must be one of {', '.join(_AFFINITY_BASELINES)}")
     users, movies, stars = _train_columns(train_ratings)
     if users.size == 0:
         raise ValueError("train_ratings is empty: history features need the training ratings")
@@ -199,10 +208,16 @@ def history_features(train_ratings: tf.data.Dataset | Mapping[str, Any], movie_f
     genre_rows = _rows_of(movies, movie_features)
     genres = np.asarray(movie_features["genres"], dtype=np.float64)
 
+    global_mean = stars.mean()
+    movie_ids, movie_index = np.unique(movies, return_inverse=True)
+    movie_counts = np.bincount(movie_index)
+    movie_mean = (np.bincount(movie_index, weights=stars) + shrinkage * global_mean) / (movie_counts + shrinkage)
+
     user_ids, user_index = np.unique(users, return_inverse=True)
     num_ratings = np.bincount(user_index)
     mean_rating = np.bincount(user_index, weights=stars) / num_ratings
-    deviation = stars - mean_rating[user_index]
+    baseline = mean_rating[user_index] if affinity_baseline == "user_mean" else movie_mean[movie_index]
+    deviation = stars - baseline
     # One genre at a time: a [ratings, genres] matrix would not fit in memory at 25M ratings.
     affinity = np.zeros([len(user_ids), genres.shape[1]], np.float32)
     for genre in range(genres.shape[1]):
@@ -210,11 +225,6 @@ def history_features(train_ratings: tf.data.Dataset | Mapping[str, Any], movie_f
         sums = np.bincount(user_index, weights=deviation * in_genre, minlength=len(user_ids))
         counts = np.bincount(user_index, weights=in_genre, minlength=len(user_ids))
         affinity[:, genre] = sums / np.maximum(counts + shrinkage, 1e-12)  # count 0 gives sum 0
-
-    global_mean = stars.mean()
-    movie_ids, movie_index = np.unique(movies, return_inverse=True)
-    movie_counts = np.bincount(movie_index)
-    movie_sums = np.bincount(movie_index, weights=stars)
     return {
         "user_id": user_ids,
         "num_ratings": num_ratings.astype(np.int64),
@@ -222,7 +232,7 @@ def history_features(train_ratings: tf.data.Dataset | Mapping[str, Any], movie_f
         "genre_affinity": affinity,
         "movie_id": movie_ids,
         "movie_num_ratings": movie_counts.astype(np.int64),
-        "movie_mean_rating": ((movie_sums + shrinkage * global_mean) / (movie_counts + shrinkage)).astype(np.float32),
+        "movie_mean_rating": movie_mean.astype(np.float32),
         "global_mean_rating": np.float32(global_mean),
     }
 
