@@ -29,6 +29,15 @@ ALL_LOSSES = [
 LOSS_IDS = [cls.__name__ for cls in ALL_LOSSES]
 
 
+# Registered losses whose scores are a vector per item: the generic tests give them [batch, list_size, 1].
+ITEM_VECTOR_LOSSES = {"ordinal"}
+
+
+def _scores_for(name, scores):
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    return scores[:, :, tf.newaxis] if name in ITEM_VECTOR_LOSSES else scores
+
+
 def _value_and_grad(loss, labels, scores, weights=None):
     scores = tf.convert_to_tensor(scores, tf.float32)
     with tf.GradientTape() as tape:
@@ -352,8 +361,8 @@ def test_padded_scores_never_reach_the_loss(name, lambda_weight, padded_score):
     scores = [[0.4, 0.0, -0.3, 1.1], [0.2, 0.7, 0.0, 0.0]]
     polluted = [[0.4, padded_score, -0.3, 1.1], [0.2, 0.7, padded_score, padded_score]]
     kwargs = {} if lambda_weight is None else {"lambda_weight": lambda_weight}
-    expected_value, expected_grad = _value_and_grad(losses.get(name, **kwargs), labels, scores)
-    value, grad = _value_and_grad(losses.get(name, **kwargs), labels, polluted)
+    expected_value, expected_grad = _value_and_grad(losses.get(name, **kwargs), labels, _scores_for(name, scores))
+    value, grad = _value_and_grad(losses.get(name, **kwargs), labels, _scores_for(name, polluted))
     assert np.isfinite(value) and np.all(np.isfinite(grad))
     assert value == pytest.approx(expected_value, rel=1e-6, abs=1e-7)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
@@ -384,8 +393,15 @@ def test_other_bad_arguments_are_rejected():
         losses.GumbelApproxNDCGLoss(gumbel_temperature=0)
     with pytest.raises(ValueError, match="ListMLELoss"):
         losses.PairwiseHingeLoss(lambda_weight=losses.ListMLELambdaWeight())
-    with pytest.raises(ValueError, match="topn=None"):
-        losses.PrecisionLambdaWeight()
+
+
+
+def test_precision_lambda_weight_without_topn_constructs_but_a_loss_using_it_raises():
+    lambda_weight = losses.PrecisionLambdaWeight()
+    assert lambda_weight.get_config()["topn"] is None
+    loss = losses.PairwiseLogisticLoss(lambda_weight=lambda_weight)
+    with pytest.raises(ValueError, match=r"PrecisionLambdaWeight\(topn=None\).*PrecisionLambdaWeight\(topn=5\)"):
+        loss([[1.0, 0.0, 2.0]], [[0.1, 0.5, 0.3]])
 
 
 # --- registry ------------------------------------------------------------------------------------------------------
@@ -625,20 +641,23 @@ def test_list_mle_is_finite_far_from_zero_inside_tf_function():
 @pytest.mark.parametrize("name", losses.names())
 def test_empty_batch_gives_zero_loss_and_an_empty_gradient(name):
     labels = tf.zeros([0, 4])
-    value, grad = _value_and_grad(losses.get(name), labels, tf.zeros([0, 4]))
+    scores = _scores_for(name, tf.zeros([0, 4]))
+    value, grad = _value_and_grad(losses.get(name), labels, scores)
     assert value == 0.0
-    assert grad.shape == (0, 4)
+    assert grad.shape == scores.shape
 
 
 @pytest.mark.parametrize("name", losses.names())
 def test_empty_batch_gives_zero_loss_inside_tf_function(name):
     loss = losses.get(name)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4])])
+    scores = _scores_for(name, tf.zeros([0, 4]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, *scores.shape[1:]])])
     def value(labels, scores):
         return loss(labels, scores)
 
-    assert float(value(tf.zeros([0, 4]), tf.zeros([0, 4]))) == 0.0
+    assert float(value(tf.zeros([0, 4]), scores)) == 0.0
 
 
 # --- one definition of each argument rule --------------------------------------------------------------------------

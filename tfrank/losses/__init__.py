@@ -18,13 +18,17 @@ from tfrank.losses.lambda_weights import (
     NDCGLambdaWeight,
     NDCGLambdaWeightV2,
     PrecisionLambdaWeight,
+    YetiDCGLambdaWeight,
 )
 from tfrank.losses.listwise import (
     ApproxMRRLoss,
     ApproxNDCGLoss,
+    CalibratedSoftmaxLoss,
+    CoupledRankDistilLoss,
     GumbelApproxNDCGLoss,
     ListMLELoss,
     ListwiseLoss,
+    MixtureEMLoss,
     SoftmaxLoss,
     UniqueSoftmaxLoss,
 )
@@ -34,12 +38,16 @@ from tfrank.losses.pairwise import (
     PairwiseLoss,
     PairwiseMSELoss,
     PairwiseSoftZeroOneLoss,
+    YetiLogisticLoss,
 )
-from tfrank.losses.pointwise import MeanSquaredLoss, PointwiseLoss, SigmoidCrossEntropyLoss
+from tfrank.losses.pointwise import ClickEMLoss, MeanSquaredLoss, OrdinalLoss, PointwiseLoss, SigmoidCrossEntropyLoss
 
 __all__ = [
     "ApproxMRRLoss",
     "ApproxNDCGLoss",
+    "CalibratedSoftmaxLoss",
+    "ClickEMLoss",
+    "CoupledRankDistilLoss",
     "DCGLambdaWeight",
     "GumbelApproxNDCGLoss",
     "LabelDiffLambdaWeight",
@@ -48,8 +56,10 @@ __all__ = [
     "ListMLELoss",
     "ListwiseLoss",
     "MeanSquaredLoss",
+    "MixtureEMLoss",
     "NDCGLambdaWeight",
     "NDCGLambdaWeightV2",
+    "OrdinalLoss",
     "PairwiseHingeLoss",
     "PairwiseLogisticLoss",
     "PairwiseLoss",
@@ -61,6 +71,8 @@ __all__ = [
     "SigmoidCrossEntropyLoss",
     "SoftmaxLoss",
     "UniqueSoftmaxLoss",
+    "YetiDCGLambdaWeight",
+    "YetiLogisticLoss",
     "get",
     "names",
 ]
@@ -68,10 +80,13 @@ __all__ = [
 _LOSSES = {
     "approx_mrr": ApproxMRRLoss,
     "approx_ndcg": ApproxNDCGLoss,
+    "calibrated_softmax": CalibratedSoftmaxLoss,
+    "coupled_rankdistil": CoupledRankDistilLoss,
     "gumbel_approx_ndcg": GumbelApproxNDCGLoss,
     "list_mle": ListMLELoss,
     "mean_squared": MeanSquaredLoss,
     "mse": MeanSquaredLoss,
+    "ordinal": OrdinalLoss,
     "pairwise_hinge": PairwiseHingeLoss,
     "pairwise_logistic": PairwiseLogisticLoss,
     "pairwise_mse": PairwiseMSELoss,
@@ -79,6 +94,7 @@ _LOSSES = {
     "sigmoid_cross_entropy": SigmoidCrossEntropyLoss,
     "softmax": SoftmaxLoss,
     "unique_softmax": UniqueSoftmaxLoss,
+    "yeti_logistic": YetiLogisticLoss,
 }
 
 
