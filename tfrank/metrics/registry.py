@@ -5,6 +5,7 @@ Names are TF Ranking's ``RankingMetricKey`` strings; ``@k`` sets ``topn``. ``opa
 """
 
 from tfrank.metrics._base import RankingMetric
+from tfrank.metrics.diversity import AlphaDCGMetric, PrecisionIAMetric
 from tfrank.metrics.ranking import (
     ARPMetric,
     DCGMetric,
@@ -18,6 +19,7 @@ from tfrank.metrics.ranking import (
 )
 
 _METRICS = {
+    "alpha_dcg": AlphaDCGMetric,
     "arp": ARPMetric,
     "dcg": DCGMetric,
     "hits": HitsMetric,
@@ -26,6 +28,7 @@ _METRICS = {
     "ndcg": NDCGMetric,
     "ordered_pair_accuracy": OPAMetric,
     "precision": PrecisionMetric,
+    "precision_ia": PrecisionIAMetric,
     "recall": RecallMetric,
 }
 _ALIASES = {"opa": "ordered_pair_accuracy"}
