@@ -1,7 +1,10 @@
 """Ranking losses for Keras with TF Ranking 0.5.5's names, arguments and numbers, plus lambda weights.
 
 Losses by name: ``get("pairwise_hinge", **kwargs)`` builds one (TF Ranking's ``RankingLossKey`` strings, with or
-without the ``_loss`` suffix, plus ``mse`` = ``MeanSquaredLoss``); ``names()`` lists the short names.
+without the ``_loss`` suffix, plus ``mse`` = ``MeanSquaredLoss``); ``names()`` lists the short names. The registry
+holds the losses of ``[batch, list_size]`` scores, the ones the training run can use: ``OrdinalLoss``,
+``ClickEMLoss`` and ``MixtureEMLoss`` (a vector of scores per item) are built by class, or by TF Ranking's key
+with ``tfrank.keras.losses.get``.
 
 >>> import tfrank
 >>> loss = tfrank.losses.get("pairwise_hinge", lambda_weight=tfrank.losses.NDCGLambdaWeight(topn=5))
@@ -86,7 +89,6 @@ _LOSSES = {
     "list_mle": ListMLELoss,
     "mean_squared": MeanSquaredLoss,
     "mse": MeanSquaredLoss,
-    "ordinal": OrdinalLoss,
     "pairwise_hinge": PairwiseHingeLoss,
     "pairwise_logistic": PairwiseLogisticLoss,
     "pairwise_mse": PairwiseMSELoss,

@@ -1,11 +1,12 @@
 """Metrics by name: ``get("ndcg@5")`` -> ``NDCGMetric(topn=5, name="ndcg@5")``; ``names()`` lists the base names.
 
 Names are TF Ranking's ``RankingMetricKey`` strings; ``@k`` sets ``topn``. ``opa`` is an alias of
-``ordered_pair_accuracy``.
+``ordered_pair_accuracy``. The registry holds the metrics of ``[batch, list_size]`` labels, the ones the
+training run can use; ``AlphaDCGMetric`` and ``PrecisionIAMetric`` (subtopic labels) are built by class, or by TF
+Ranking's key with ``tfrank.keras.metrics.get``.
 """
 
 from tfrank.metrics._base import RankingMetric
-from tfrank.metrics.diversity import AlphaDCGMetric, PrecisionIAMetric
 from tfrank.metrics.ranking import (
     ARPMetric,
     DCGMetric,
@@ -19,7 +20,6 @@ from tfrank.metrics.ranking import (
 )
 
 _METRICS = {
-    "alpha_dcg": AlphaDCGMetric,
     "arp": ARPMetric,
     "dcg": DCGMetric,
     "hits": HitsMetric,
@@ -28,7 +28,6 @@ _METRICS = {
     "ndcg": NDCGMetric,
     "ordered_pair_accuracy": OPAMetric,
     "precision": PrecisionMetric,
-    "precision_ia": PrecisionIAMetric,
     "recall": RecallMetric,
 }
 _ALIASES = {"opa": "ordered_pair_accuracy"}
