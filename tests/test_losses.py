@@ -384,8 +384,15 @@ def test_other_bad_arguments_are_rejected():
         losses.GumbelApproxNDCGLoss(gumbel_temperature=0)
     with pytest.raises(ValueError, match="ListMLELoss"):
         losses.PairwiseHingeLoss(lambda_weight=losses.ListMLELambdaWeight())
-    with pytest.raises(ValueError, match="topn=None"):
-        losses.PrecisionLambdaWeight()
+
+
+
+def test_precision_lambda_weight_without_topn_constructs_but_a_loss_using_it_raises():
+    lambda_weight = losses.PrecisionLambdaWeight()
+    assert lambda_weight.get_config()["topn"] is None
+    loss = losses.PairwiseLogisticLoss(lambda_weight=lambda_weight)
+    with pytest.raises(ValueError, match=r"PrecisionLambdaWeight\(topn=None\).*PrecisionLambdaWeight\(topn=5\)"):
+        loss([[1.0, 0.0, 2.0]], [[0.1, 0.5, 0.3]])
 
 
 # --- registry ------------------------------------------------------------------------------------------------------
@@ -705,3 +712,96 @@ def test_fit_with_ragged_labels_and_a_functional_model_padded_output():
     scores = model.predict(features, verbose=0)
     padded_loss = losses.PairwiseLogisticLoss()(labels.to_tensor(-1.0, shape=[16, 4]), scores)
     assert ragged_loss == pytest.approx(float(padded_loss), rel=1e-5)
+
+
+# --- losses whose scores are a vector per item -------------------------------------------------------------------
+
+ITEM_VECTOR_LOSSES = [(losses.OrdinalLoss, {"ordinal_size": 3}, 3), (losses.ClickEMLoss, {}, 2),
+                      (losses.MixtureEMLoss, {}, 2)]
+
+
+@pytest.mark.parametrize("cls, kwargs, depth", ITEM_VECTOR_LOSSES, ids=lambda x: getattr(x, "__name__", None))
+@pytest.mark.parametrize("padded_score", [float("nan"), float("inf"), ops.PADDING_SCORE], ids=["nan", "inf", "pad"])
+def test_padded_score_vectors_never_reach_the_loss(cls, kwargs, depth, padded_score):
+    labels = [[2.0, -1.0, 0.0, 1.0], [1.0, 0.0, -1.0, -1.0]]
+    scores = np.linspace(-1.0, 1.0, 8 * depth).reshape(2, 4, depth)
+    polluted = scores.copy()
+    polluted[0, 1] = polluted[1, 2:] = padded_score
+    expected_value, expected_grad = _value_and_grad(cls(**kwargs), labels, scores)
+    value, grad = _value_and_grad(cls(**kwargs), labels, polluted)
+    assert np.isfinite(value) and value == pytest.approx(expected_value, rel=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(grad[[0, 1, 1], [1, 2, 3]], 0.0)
+
+
+@pytest.mark.parametrize("cls, kwargs, depth", ITEM_VECTOR_LOSSES, ids=lambda x: getattr(x, "__name__", None))
+def test_item_vector_losses_give_zero_on_an_empty_batch_inside_tf_function(cls, kwargs, depth):
+    loss = cls(**kwargs)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4, depth])])
+    def value(labels, scores):
+        return loss(labels, scores)
+
+    assert float(value(tf.zeros([0, 4]), tf.zeros([0, 4, depth]))) == 0.0
+
+
+@pytest.mark.parametrize("cls, kwargs, depth", ITEM_VECTOR_LOSSES, ids=lambda x: getattr(x, "__name__", None))
+def test_item_vector_losses_take_padded_model_scores_for_ragged_labels(cls, kwargs, depth):
+    labels = tf.ragged.constant([[1.0, 0.0, 2.0], [0.0, 1.0]])
+    ragged_scores = tf.ragged.constant([[[0.1] * depth, [0.4] * depth, [-0.3] * depth], [[0.2] * depth,
+                                                                                          [0.9] * depth]],
+                                       ragged_rank=1)
+    padded_scores = ragged_scores.to_tensor(5.0, shape=[2, 6, depth])  # a model's fixed-width output
+    ragged_value = cls(ragged=True, **kwargs)(labels, ragged_scores)
+    padded_value = cls(ragged=True, **kwargs)(labels, padded_scores)
+    dense_value = cls(**kwargs)(labels.to_tensor(-1.0), ragged_scores.to_tensor(0.0))
+    assert float(ragged_value) == pytest.approx(float(padded_value), rel=1e-6)
+    # The dense batch is 2 x 3, the ragged one 2 x 3 once padded: the same reduction.
+    assert float(ragged_value) == pytest.approx(float(dense_value), rel=1e-6)
+
+
+@pytest.mark.parametrize("cls, kwargs, depth", ITEM_VECTOR_LOSSES, ids=lambda x: getattr(x, "__name__", None))
+def test_item_vector_losses_reject_scores_of_the_wrong_shape(cls, kwargs, depth):
+    with pytest.raises(ValueError, match=rf"scores \(1, 2\): {cls.__name__} needs scores \[batch, list_size, "):
+        cls(**kwargs)([[1.0, 0.0]], [[0.2, 0.1]])
+    if cls is losses.MixtureEMLoss:  # any number of mixed models
+        assert np.isfinite(float(cls(**kwargs)([[1.0, 0.0]], np.zeros([1, 2, depth + 1]))))
+        return
+    with pytest.raises(ValueError, match=rf"scores \(1, 2, {depth + 1}\): {cls.__name__} needs"):
+        cls(**kwargs)([[1.0, 0.0]], np.zeros([1, 2, depth + 1]))
+
+
+def test_calibrated_softmax_takes_ragged_lists_like_their_padded_batch():
+    labels = tf.ragged.constant([[1.0, 0.0, 2.0], [0.0, 1.0]])
+    scores = tf.ragged.constant([[0.1, 0.4, -0.3], [0.2, 0.9]])
+    weights = tf.ragged.constant([[1.0, 2.0, 0.5], [3.0, 1.0]])
+    for lambda_weight in (None, losses.NDCGLambdaWeight()):
+        ragged = losses.CalibratedSoftmaxLoss(virtual_label=0.5, ragged=True, lambda_weight=lambda_weight)
+        dense = losses.CalibratedSoftmaxLoss(virtual_label=0.5, lambda_weight=lambda_weight)
+        assert float(ragged(labels, scores, weights)) == pytest.approx(
+            float(dense(labels.to_tensor(-1.0), scores.to_tensor(0.0), weights.to_tensor(0.0))), rel=1e-6)
+
+
+def test_calibrated_softmax_rejects_a_negative_virtual_label():
+    with pytest.raises(ValueError, match="virtual_label=-0.5: CalibratedSoftmaxLoss needs a virtual label >= 0"):
+        losses.CalibratedSoftmaxLoss(virtual_label=-0.5)
+
+
+def test_mixture_em_ignores_its_temperature_as_tf_ranking_does():
+    labels, scores = [[1.0, 0.0, 1.0]], [[[0.6, 0.9], [0.8, 0.2], [-0.4, 0.3]]]
+    assert float(losses.MixtureEMLoss(temperature=4.0)(labels, scores)) == float(losses.MixtureEMLoss()(labels, scores))
+    assert losses.MixtureEMLoss(temperature=4.0).get_config()["temperature"] == 4.0
+
+
+def test_coupled_rank_distil_is_deterministic_and_its_seed_picks_the_permutations():
+    labels, scores = [[0.0, 2.0, 1.0, 3.0]], [[0.1, 0.7, 0.3, -0.2]]
+    first = float(losses.CoupledRankDistilLoss(sample_size=2)(labels, scores))
+    assert first == float(losses.CoupledRankDistilLoss(sample_size=2)(labels, scores))
+    assert first != float(losses.CoupledRankDistilLoss(sample_size=2, seed=1)(labels, scores))
+
+
+def test_yeti_logistic_defaults_to_the_yeti_lambda_weight():
+    loss = losses.YetiLogisticLoss()
+    assert type(loss.lambda_weight) is losses.YetiDCGLambdaWeight
+    assert loss.lambda_weight.get_config()["normalized"] is False
+    assert (loss.sample_size, loss.gumbel_temperature, loss.seed) == (8, 1.0, None)

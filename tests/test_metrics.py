@@ -516,3 +516,77 @@ def test_the_metric_base_is_abstract():
 
     with pytest.raises(TypeError, match="per_list"):
         NoPerList()
+
+
+# --- TF Ranking's diversity metrics and broadcast sample weights (tests/fixtures/make_catalogue_fixtures.py) -------
+
+CATALOGUE = json.loads((pathlib.Path(__file__).parent / "fixtures" / "tfr_catalogue.json").read_text())["metrics"]
+DIVERSITY_METRICS = {"AlphaDCGMetric", "PrecisionIAMetric"}
+
+
+def _catalogue_metric(case):
+    args = dict(case["args"])
+    if "rank_discount_fn" in args:
+        args["rank_discount_fn"] = FIXTURE_FUNCTIONS[args["rank_discount_fn"]]
+    return getattr(metrics, case["metric"])(**args)
+
+
+def _catalogue_tensors(case):
+    weights = case.get("weights")
+    if not case["ragged"]:
+        weights = None if weights is None else tf.constant(weights, tf.float32)
+        return tf.constant(case["labels"], tf.float32), tf.constant(case["scores"], tf.float32), weights
+    labels = tf.ragged.constant(case["labels"], ragged_rank=1)
+    if weights is not None:
+        weights = tf.ragged.constant(weights)
+    return labels, tf.ragged.constant(case["scores"]), weights
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[case["id"] for case in CATALOGUE])
+def test_catalogue_metric_matches_tf_ranking(case):
+    labels, scores, weights = _catalogue_tensors(case)
+    assert _result(_catalogue_metric(case), labels, scores, weights) == pytest.approx(case["expected"], abs=1e-5)
+
+
+@pytest.mark.parametrize("case", [c for c in CATALOGUE if c["id"].endswith(("padding_item_weights", "ragged"))
+                                  or "broadcast_per_item_vector" in c["id"]], ids=lambda case: case["id"])
+def test_catalogue_metric_matches_tf_ranking_inside_tf_function(case):
+    labels, scores, weights = _catalogue_tensors(case)
+    metric = _catalogue_metric(case)
+    tf.function(lambda: metric.update_state(labels, scores, sample_weight=weights))()
+    assert float(metric.result()) == pytest.approx(case["expected"], abs=1e-5)
+
+
+def test_per_list_weight_vector_is_ambiguous_when_the_batch_is_as_long_as_the_lists():
+    labels, scores = [[1.0, 0.0], [0.0, 1.0]], [[0.3, 0.1], [0.2, 0.4]]
+    with pytest.raises(ValueError, match=r"reshape it to \[batch, 1\].*\[1, list_size\]"):
+        metrics.NDCGMetric().update_state(labels, scores, sample_weight=[1.0, 2.0])
+
+
+def test_per_list_weight_vector_of_fit_stays_per_list():
+    labels, scores = [[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]], [[0.3, 0.1, 0.2], [0.5, 0.4, 0.1]]
+    vector = _result(metrics.MRRMetric(), labels, scores, [1.0, 3.0])
+    column = _result(metrics.MRRMetric(), labels, scores, [[1.0], [3.0]])
+    assert vector == column == pytest.approx((1.0 * 1.0 + 3.0 * 0.5) / 4.0)
+
+
+def test_diversity_metrics_round_trip_their_config():
+    alpha = metrics.AlphaDCGMetric(topn=3, alpha=0.2, rank_discount_fn=inverse_discount, seed=4)
+    config = alpha.get_config()
+    assert (config["name"], config["topn"], config["alpha"], config["seed"]) == ("alpha_dcg_metric", 3, 0.2, 4)
+    again = metrics.AlphaDCGMetric.from_config(config)
+    labels, scores = [[[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]], [[2.0, 1.0, 3.0]]
+    assert _result(again, labels, scores) == pytest.approx(_result(alpha, labels, scores))
+    precision = metrics.PrecisionIAMetric.from_config(metrics.PrecisionIAMetric(topn=2, ragged=True).get_config())
+    assert (precision.topn, precision.ragged) == (2, True)
+
+
+def test_diversity_metric_rejects_item_labels():
+    with pytest.raises(ValueError, match=r"labels \(1, 2\): AlphaDCGMetric needs labels \[batch, list_size"):
+        metrics.AlphaDCGMetric().update_state([[1.0, 0.0]], [[0.2, 0.1]])
+
+
+def test_registry_of_the_training_run_leaves_out_the_subtopic_metrics():
+    for name in ("alpha_dcg", "precision_ia"):
+        with pytest.raises(ValueError, match=f"unknown metric name '{name}'"):
+            metrics.get(name)

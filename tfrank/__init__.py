@@ -5,8 +5,8 @@ Ranking losses and metrics as Keras objects (TF Ranking's names and numbers), Mo
 ``bin/train.py``.
 """
 
-from tfrank import data, export, losses, metrics, models, ops, optimizers, training
+from tfrank import data, export, keras, losses, metrics, models, ops, optimizers, training
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "export", "losses", "metrics", "models", "ops", "optimizers", "training"]
+__all__ = ["data", "export", "keras", "losses", "metrics", "models", "ops", "optimizers", "training"]

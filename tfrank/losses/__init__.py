@@ -1,7 +1,10 @@
 """Ranking losses for Keras with TF Ranking 0.5.5's names, arguments and numbers, plus lambda weights.
 
 Losses by name: ``get("pairwise_hinge", **kwargs)`` builds one (TF Ranking's ``RankingLossKey`` strings, with or
-without the ``_loss`` suffix, plus ``mse`` = ``MeanSquaredLoss``); ``names()`` lists the short names.
+without the ``_loss`` suffix, plus ``mse`` = ``MeanSquaredLoss``); ``names()`` lists the short names. The registry
+holds the losses of ``[batch, list_size]`` scores, the ones the training run can use: ``OrdinalLoss``,
+``ClickEMLoss`` and ``MixtureEMLoss`` (a vector of scores per item) are built by class, or by TF Ranking's key
+with ``tfrank.keras.losses.get``.
 
 >>> import tfrank
 >>> loss = tfrank.losses.get("pairwise_hinge", lambda_weight=tfrank.losses.NDCGLambdaWeight(topn=5))
@@ -18,13 +21,17 @@ from tfrank.losses.lambda_weights import (
     NDCGLambdaWeight,
     NDCGLambdaWeightV2,
     PrecisionLambdaWeight,
+    YetiDCGLambdaWeight,
 )
 from tfrank.losses.listwise import (
     ApproxMRRLoss,
     ApproxNDCGLoss,
+    CalibratedSoftmaxLoss,
+    CoupledRankDistilLoss,
     GumbelApproxNDCGLoss,
     ListMLELoss,
     ListwiseLoss,
+    MixtureEMLoss,
     SoftmaxLoss,
     UniqueSoftmaxLoss,
 )
@@ -34,12 +41,16 @@ from tfrank.losses.pairwise import (
     PairwiseLoss,
     PairwiseMSELoss,
     PairwiseSoftZeroOneLoss,
+    YetiLogisticLoss,
 )
-from tfrank.losses.pointwise import MeanSquaredLoss, PointwiseLoss, SigmoidCrossEntropyLoss
+from tfrank.losses.pointwise import ClickEMLoss, MeanSquaredLoss, OrdinalLoss, PointwiseLoss, SigmoidCrossEntropyLoss
 
 __all__ = [
     "ApproxMRRLoss",
     "ApproxNDCGLoss",
+    "CalibratedSoftmaxLoss",
+    "ClickEMLoss",
+    "CoupledRankDistilLoss",
     "DCGLambdaWeight",
     "GumbelApproxNDCGLoss",
     "LabelDiffLambdaWeight",
@@ -48,8 +59,10 @@ __all__ = [
     "ListMLELoss",
     "ListwiseLoss",
     "MeanSquaredLoss",
+    "MixtureEMLoss",
     "NDCGLambdaWeight",
     "NDCGLambdaWeightV2",
+    "OrdinalLoss",
     "PairwiseHingeLoss",
     "PairwiseLogisticLoss",
     "PairwiseLoss",
@@ -61,6 +74,8 @@ __all__ = [
     "SigmoidCrossEntropyLoss",
     "SoftmaxLoss",
     "UniqueSoftmaxLoss",
+    "YetiDCGLambdaWeight",
+    "YetiLogisticLoss",
     "get",
     "names",
 ]
@@ -68,6 +83,8 @@ __all__ = [
 _LOSSES = {
     "approx_mrr": ApproxMRRLoss,
     "approx_ndcg": ApproxNDCGLoss,
+    "calibrated_softmax": CalibratedSoftmaxLoss,
+    "coupled_rankdistil": CoupledRankDistilLoss,
     "gumbel_approx_ndcg": GumbelApproxNDCGLoss,
     "list_mle": ListMLELoss,
     "mean_squared": MeanSquaredLoss,
@@ -79,6 +96,7 @@ _LOSSES = {
     "sigmoid_cross_entropy": SigmoidCrossEntropyLoss,
     "softmax": SoftmaxLoss,
     "unique_softmax": UniqueSoftmaxLoss,
+    "yeti_logistic": YetiLogisticLoss,
 }
 
 

@@ -61,6 +61,45 @@ def list_weights(sample_weight: Optional[tf.Tensor], labels: tf.Tensor, mask: tf
     )
 
 
+def prepare_item_vectors(y_true, y_pred, sample_weight, ragged: bool, owner: str, depth_name: str):
+    """Dense ``(labels, scores, mask, sample_weight)`` for losses that score each item with a vector.
+
+    Labels are ``[batch, list_size]`` (or ragged ``[batch, (list_size)]``) and scores ``[batch, list_size, depth]``
+    (or ragged ``[batch, (list_size), depth]``, or padded for ragged labels); everything else follows
+    ``tfrank.ops.prepare_lists``, which checks the first score of each item. Scores of invalid items are 0.
+    """
+    if isinstance(y_pred, tf.RaggedTensor):
+        if y_pred.shape.rank != 3:
+            raise ValueError(f"scores {y_pred.shape} (ragged): {owner} needs scores [batch, (list_size), {depth_name}]")
+        dense_scores = tf.cast(y_pred.to_tensor(0.0), tf.float32)
+        first_scores = y_pred[:, :, 0]
+    else:
+        dense_scores = tf.cast(tf.convert_to_tensor(y_pred), tf.float32)
+        if dense_scores.shape.rank != 3:
+            raise ValueError(f"scores {dense_scores.shape}: {owner} needs scores [batch, list_size, {depth_name}]")
+        first_scores = dense_scores[:, :, 0]
+    labels, _, sample_weight, mask = ops.prepare_lists(y_true, first_scores, sample_weight, ragged=ragged, owner=owner)
+    # Padded scores of a ragged batch may be wider than its longest list.
+    dense_scores = dense_scores[:, : tf.shape(labels)[1], :]
+    dense_scores = tf.where(mask[:, :, tf.newaxis], dense_scores, 0.0)
+    return labels, dense_scores, mask, sample_weight
+
+
+class ItemVectorScores:
+    """Mixin for a ``RankingLoss`` whose scores are a vector per item, ``[batch, list_size, depth]``."""
+
+    depth_name = "depth"
+
+    def prepare(self, y_true, y_pred, sample_weight=None):
+        return prepare_item_vectors(y_true, y_pred, sample_weight, self.ragged, type(self).__name__, self.depth_name)
+
+    def check_depth(self, scores: tf.Tensor, depth: int):
+        """ValueError unless the last dimension of ``scores`` is ``depth`` (when it is known)."""
+        if scores.shape[-1] is not None and scores.shape[-1] != depth:
+            raise ValueError(f"scores {scores.shape}: {type(self).__name__} needs {self.depth_name}={depth} as the "
+                             "last dimension of the scores")
+
+
 class RankingLoss(keras.losses.Loss, metaclass=abc.ABCMeta):
     """Base class of the tfrank ranking losses (a ``keras.losses.Loss``).
 

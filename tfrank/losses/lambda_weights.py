@@ -234,20 +234,61 @@ class NDCGLambdaWeightV2(_DCGLambdaWeightBase):
         super().__init__(topn, gain_fn or pow_minus_1, rank_discount_fn or log2_inverse, normalized=True)
 
     def _pair_rank_discount(self, ranks: tf.Tensor, topn) -> tf.Tensor:
-        ranks = tf.cast(ranks, tf.float32)
-        max_rank = tf.maximum(ranks[:, :, tf.newaxis], ranks[:, tf.newaxis, :])
-        beyond_topn = max_rank > tf.cast(topn, tf.float32)
-        safe_max_rank = tf.where(beyond_topn, max_rank, 2.0 * tf.ones_like(max_rank))
-        multiplier = tf.where(beyond_topn, 1.0 / (1.0 - self.rank_discount_fn(safe_max_rank)), 1.0)
-        relative = _relative_rank_discount(self.rank_discount_fn, tf.abs(ops.pairwise_difference(ranks)))
-        return relative * multiplier
+        return _topn_corrected_rank_discount(self.rank_discount_fn, ranks, topn)
+
+
+def _topn_corrected_rank_discount(rank_discount_fn, ranks: tf.Tensor, topn) -> tf.Tensor:
+    """The LambdaLoss pair discount with the top-n correction of ``NDCGLambdaWeightV2``, [batch, n, n]."""
+    ranks = tf.cast(ranks, tf.float32)
+    max_rank = tf.maximum(ranks[:, :, tf.newaxis], ranks[:, tf.newaxis, :])
+    beyond_topn = max_rank > tf.cast(topn, tf.float32)
+    safe_max_rank = tf.where(beyond_topn, max_rank, 2.0 * tf.ones_like(max_rank))
+    multiplier = tf.where(beyond_topn, 1.0 / (1.0 - rank_discount_fn(safe_max_rank)), 1.0)
+    relative = _relative_rank_discount(rank_discount_fn, tf.abs(ops.pairwise_difference(ranks)))
+    return relative * multiplier
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class YetiDCGLambdaWeight(_DCGLambdaWeightBase):
+    """The lambda weight of the Yeti loss (Lyzhin et al., 2022): ``NDCGLambdaWeightV2``'s pair weight, but only
+    for neighbours in the ranking (|r_i - r_j| = 1) and by default not normalised by the ideal DCG.
+
+    w_ij = |G_i - G_j| * |D(1) - D(2)| * m_ij * list_size where |r_i - r_j| = 1, else 0; m_ij is the top-n
+    correction of ``NDCGLambdaWeightV2``. Gain 2^label - 1 and discount 1 / log2(rank + 1) unless given;
+    ``normalized=True`` divides gains by the ideal DCG. ``YetiLogisticLoss``'s default lambda weight.
+
+    >>> import tensorflow as tf
+    >>> w = YetiDCGLambdaWeight().pair_weights(tf.constant([[1.0, 0.0, 2.0]]), tf.constant([[2, 3, 1]]))
+    >>> [round(x, 4) for x in w.numpy().ravel().tolist()]
+    [0.0, 1.1072, 2.2144, 1.1072, 0.0, 0.0, 2.2144, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        topn: Optional[int] = None,
+        gain_fn: Optional[Callable] = None,
+        rank_discount_fn: Optional[Callable] = None,
+        normalized: bool = False,
+        **kwargs,
+    ):
+        super().__init__(topn, gain_fn or pow_minus_1, rank_discount_fn or log2_inverse, normalized)
+
+    def _pair_rank_discount(self, ranks: tf.Tensor, topn) -> tf.Tensor:
+        discount = _topn_corrected_rank_discount(self.rank_discount_fn, ranks, topn)
+        neighbours = tf.equal(tf.abs(ops.pairwise_difference(ranks)), 1)
+        return tf.where(neighbours, discount, tf.zeros_like(discount))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config["normalized"] = self.normalized
+        return config
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class PrecisionLambdaWeight(LambdaWeight):
     """LambdaRank weight for Precision@topn: 1 for a pair of one positive and one negative item exactly one of
     which ranks within ``topn`` (swapping them changes the metric), else 0. ``positive_fn`` says which labels
-    are positive (default: label >= 1).
+    are positive (default: label >= 1). ``topn=None`` constructs (as in TF Ranking) but a loss using it raises.
 
     >>> import tensorflow as tf
     >>> w = PrecisionLambdaWeight(topn=1).pair_weights(tf.constant([[1.0, 0.0]]), tf.constant([[2, 1]]))
@@ -256,10 +297,14 @@ class PrecisionLambdaWeight(LambdaWeight):
     """
 
     def __init__(self, topn: Optional[int] = None, positive_fn: Optional[Callable] = None, **kwargs):
-        self.topn = check_topn(topn, "PrecisionLambdaWeight", required=True)
+        # topn=None is accepted, as in TF Ranking, so that configs without one load; a loss needs a cut-off.
+        self.topn = check_topn(topn, "PrecisionLambdaWeight")
         self.positive_fn = positive_fn or is_greater_equal_1
 
     def pair_weights(self, labels: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
+        if self.topn is None:
+            raise ValueError("PrecisionLambdaWeight(topn=None) weights pairs that cross the cut-off of Precision@topn; "
+                             "give it one, e.g. PrecisionLambdaWeight(topn=5)")
         clean_labels, valid_pairs = _clean_labels(labels)
         positive = tf.cast(self.positive_fn(clean_labels), tf.float32)
         label_diff = tf.abs(ops.pairwise_difference(positive)) * valid_pairs

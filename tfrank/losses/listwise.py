@@ -1,5 +1,7 @@
 """Listwise losses: one loss per list, from all of its valid items at once.
 
+``MixtureEMLoss`` takes a vector of scores per item, ``[batch, list_size, models]``.
+
 Unless a class says otherwise the batch loss is sum_lists w_list * loss_list / batch, where w_list is the caller's
 weight normalised as in ``tfrank.losses._base.list_weights`` times the loss's own weight of the list (e.g. 0 for a
 list whose labels are all 0). Numbers follow TF Ranking 0.5.5.
@@ -13,9 +15,9 @@ import keras
 import tensorflow as tf
 
 from tfrank import ops
-from tfrank._arguments import check_positive
 from tfrank.losses import lambda_weights as lambda_weights_lib
-from tfrank.losses._base import RankingLoss, list_weights
+from tfrank.losses._base import ItemVectorScores, RankingLoss, list_weights
+from tfrank.losses._gumbel import GumbelSampling, check_sample_size, stateless_gumbel
 
 # Smallest probability: padded items get log(_EPSILON) as score where they must weigh ~nothing in a softmax.
 _EPSILON = 1e-10
@@ -82,6 +84,51 @@ class SoftmaxLoss(ListwiseLoss):
         target = tf.math.divide_no_nan(labels, tf.reduce_sum(labels, axis=1, keepdims=True))
         losses = tf.nn.softmax_cross_entropy_with_logits(labels=target, logits=scores)
         return losses, label_sum[:, 0]
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class CalibratedSoftmaxLoss(SoftmaxLoss):
+    r"""Calibrated softmax loss (Yan et al., 2022): ``SoftmaxLoss`` with a virtual item of score 0 and label y_0.
+
+    loss = -sum_i y_i log(exp(s_i) / (1 + sum_j exp(s_j))) - y_0 log(1 / (1 + sum_j exp(s_j))), y_0 =
+    ``virtual_label`` >= 0. The virtual item is appended to each list (after any padding); it takes the list's
+    weight, or weight 1 when weights are per item, as in TF Ranking.
+
+    Extension: TF Ranking's class takes no ``ragged``; tfrank's does (the virtual item follows each list's items).
+
+    >>> round(float(CalibratedSoftmaxLoss(virtual_label=0.1)([[1.0, 0.0]], [[0.6, 0.8]])), 5)
+    1.18082
+    """
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 1.0,
+        virtual_label: float = 0.0,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+        if isinstance(virtual_label, bool) or not isinstance(virtual_label, (int, float)) or not virtual_label >= 0:
+            raise ValueError(f"virtual_label={virtual_label!r}: CalibratedSoftmaxLoss needs a virtual label >= 0")
+        self.virtual_label = float(virtual_label)
+
+    def compute(self, labels, scores, mask, sample_weight):
+        virtual = tf.ones_like(labels[:, :1])
+        labels = tf.concat([labels, self.virtual_label * virtual], axis=1)
+        scores = tf.concat([scores, 0.0 * virtual], axis=1)
+        mask = tf.concat([mask, tf.ones_like(mask[:, :1])], axis=1)
+        per_item = sample_weight is not None and sample_weight.shape.rank == 2 and sample_weight.shape[1] != 1
+        if per_item:
+            sample_weight = tf.concat([sample_weight, virtual], axis=1)
+        return super().compute(labels, scores, mask, sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config["virtual_label"] = self.virtual_label
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tfrank")
@@ -248,7 +295,7 @@ class ApproxMRRLoss(ListwiseLoss):
 
 
 @keras.saving.register_keras_serializable(package="tfrank")
-class GumbelApproxNDCGLoss(ApproxNDCGLoss):
+class GumbelApproxNDCGLoss(GumbelSampling, ApproxNDCGLoss):
     r"""ApproxNDCG on scores perturbed with Gumbel noise (Bruch et al., 2020), averaged over ``sample_size`` draws.
 
     Each list is repeated ``sample_size`` times; draw k gets z = log softmax((s + g_k) / gumbel_temperature) with
@@ -278,46 +325,120 @@ class GumbelApproxNDCGLoss(ApproxNDCGLoss):
         **kwargs,
     ):
         super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
-            raise ValueError(f"sample_size={sample_size!r}: must be an int >= 1")
-        self.sample_size = sample_size
-        self.gumbel_temperature = check_positive(gumbel_temperature, "gumbel_temperature", type(self).__name__)
-        self.seed = seed
+        self._init_gumbel(sample_size, gumbel_temperature, seed)
 
-    def gumbel_noise(self, shape) -> tf.Tensor:
-        """Standard Gumbel noise of ``shape`` [batch, sample_size, list_size], a function of ``seed`` only."""
-        uniform = tf.random.stateless_uniform(shape, seed=[self.seed or 0, 0], dtype=tf.float32)
-        return -tf.math.log(-tf.math.log(uniform + 1e-20) + 1e-20)
 
-    def __call__(self, y_true, y_pred, sample_weight=None) -> tf.Tensor:
-        with tf.name_scope(self.name):
-            labels, scores, mask, sample_weight = self.prepare(y_true, y_pred, sample_weight)
-            labels, scores, mask, sample_weight = self._sample(labels, scores, mask, sample_weight)
-            values, weights = self.compute(labels, self.scale(scores), mask, sample_weight)
-            return self._reduce(values, weights)
+@keras.saving.register_keras_serializable(package="tfrank")
+class MixtureEMLoss(ItemVectorScores, ListwiseLoss):
+    r"""Mixture EM loss (Yan et al., 2022): clicks from one of several models, scores ``[batch, list_size, models]``.
 
-    def _sample(self, labels, scores, mask, sample_weight):
-        batch_size, list_size = tf.unstack(tf.shape(labels))
-        samples = self.sample_size
+    Each model m has the per-list loss L_m = sum_i sigmoid cross-entropy(y_i, s_im) over valid items. E step (no
+    gradient): p_m proportional to exp(-alpha (L_m - min_m L_m)). Loss = sum_m p_m L_m; lists whose labels sum to 0
+    weigh 0. ``temperature`` and ``lambda_weight`` are kept in the config and ignored, as in TF Ranking.
 
-        def repeat(tensor):
-            # The list size is given, not inferred (-1): an empty batch has no elements to infer it from.
-            width = tf.shape(tensor)[1]
-            return tf.reshape(tf.repeat(tensor[:, tf.newaxis, :], samples, axis=1), [batch_size * samples, width])
+    >>> round(float(MixtureEMLoss()([[1.0, 0.0]], [[[0.6, 0.9], [0.8, 0.2]]])), 5)
+    1.31987
+    """
 
-        noisy = scores[:, tf.newaxis, :] + self.gumbel_noise([batch_size, samples, list_size])
-        noisy = tf.reshape(noisy, [batch_size * samples, list_size])
-        mask = repeat(mask)
-        noisy = tf.where(mask, noisy / self.gumbel_temperature, math.log(1e-20))
-        noisy = tf.math.log(tf.nn.softmax(noisy) + 1e-20)
-        if sample_weight is not None:
-            sample_weight = repeat(sample_weight * tf.ones_like(labels[:, :1]))
-        return repeat(labels), noisy, mask, sample_weight
+    depth_name = "models"
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 1.0,
+        alpha: float = 1.0,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+        self.alpha = float(alpha)
+
+    def scale(self, scores):
+        """The scores unchanged: TF Ranking's mixture EM loss never applies its temperature."""
+        return scores
+
+    def list_loss(self, labels, scores, mask):
+        labels = tf.where(mask, labels, 0.0)
+        labels_per_model = labels[:, :, tf.newaxis] * tf.ones_like(scores)
+        losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels_per_model, logits=scores)
+        losses = tf.where(mask[:, :, tf.newaxis], losses, 0.0)
+        model_losses = tf.stop_gradient(tf.reduce_sum(losses, axis=1, keepdims=True))
+        model_prob = tf.exp(-self.alpha * (model_losses - tf.reduce_min(model_losses, axis=2, keepdims=True)))
+        model_prob /= tf.reduce_sum(model_prob, axis=2, keepdims=True)
+        list_losses = tf.reduce_sum(losses * model_prob, axis=[1, 2])[:, tf.newaxis]
+        has_click = tf.cast(tf.reduce_sum(labels, axis=1, keepdims=True) > 0.0, tf.float32)
+        return list_losses, has_click
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"sample_size": self.sample_size, "gumbel_temperature": self.gumbel_temperature, "seed": self.seed}
-        )
+        config["alpha"] = self.alpha
         return config
 
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class CoupledRankDistilLoss(ListwiseLoss):
+    r"""Coupled-RankDistil loss (Reddi et al., 2021): the expected negative top-k Plackett-Luce log-likelihood of
+    the scores over permutations sampled from the labels (the teacher).
+
+    Each of ``sample_size`` permutations pi sorts the items by log softmax(y + g) with Gumbel noise g (padded items
+    have teacher score log(1e-10)); the loss of a list is the mean over samples of
+    -sum_{k < topk} (s_pi(k) - log(sum_{j >= k} exp(s_pi(j)) + k * 1e-10)), where padded items have score
+    log(1e-10) and the k * 1e-10 are TF Ranking's masked denominator terms. ``topk=None`` (or a topk above the
+    list size) means the whole list; lists whose labels sum to 0 weigh 0.
+
+    Differences from TF Ranking, which always uses op seed 37 of the stateful global generator: the noise is the
+    stateless draw of ``seed`` (default 37, like TF Ranking's), so the loss is a deterministic function of its
+    inputs; ties among sampled teacher scores keep the input order (TF Ranking shuffles them).
+
+    >>> loss = CoupledRankDistilLoss(topk=2, sample_size=1)
+    >>> bool(loss([[0.0, 2.0, 1.0]], [[0.1, 0.7, 0.3]]) == loss([[0.0, 2.0, 1.0]], [[0.1, 0.7, 0.3]]))
+    True
+    """
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        ragged: bool = False,
+        sample_size: int = 8,
+        topk: Optional[int] = None,
+        temperature: Optional[float] = 1.0,
+        seed: Optional[int] = 37,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, None, 1.0 if temperature is None else temperature, ragged, **kwargs)
+        self.sample_size = check_sample_size(sample_size, "CoupledRankDistilLoss")
+        if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
+            raise ValueError(f"topk={topk!r}: CoupledRankDistilLoss needs None (the whole list) or an int >= 1")
+        self.topk = topk
+        self.seed = seed
+
+    def list_loss(self, labels, scores, mask):
+        labels = tf.where(mask, labels, 0.0)
+        teacher = tf.where(mask, labels, _LOG_EPSILON)
+        student = tf.where(mask, scores, _LOG_EPSILON)
+        batch_size, list_size = tf.unstack(tf.shape(labels))
+        samples = self.sample_size
+        noisy_teacher = teacher[:, tf.newaxis, :] + stateless_gumbel([batch_size, samples, list_size], self.seed)
+        noisy_teacher = tf.math.log(tf.nn.softmax(noisy_teacher) + _EPSILON)
+        order = tf.argsort(noisy_teacher, axis=2, direction="DESCENDING", stable=True)
+        sorted_student = tf.gather(tf.repeat(student[:, tf.newaxis, :], samples, axis=1), order, batch_dims=2)
+        topk = list_size if self.topk is None else tf.minimum(self.topk, list_size)
+        # log(sum_{j >= k} exp(s_j) + k * epsilon): TF Ranking masks the first k terms to log(epsilon), not away.
+        suffix = tf.math.cumulative_logsumexp(sorted_student, axis=2, reverse=True)[:, :, :topk]
+        masked_terms = tf.math.log(tf.cast(tf.range(topk), tf.float32) * _EPSILON) * tf.ones_like(suffix)
+        denominators = tf.reduce_logsumexp(tf.stack([suffix, masked_terms], axis=3), axis=3)
+        log_likelihood = tf.reduce_sum(sorted_student[:, :, :topk] - denominators, axis=2)
+        has_relevant = tf.cast(tf.reduce_sum(labels, axis=1, keepdims=True) > 0.0, tf.float32)
+        return tf.reduce_mean(-log_likelihood, axis=1, keepdims=True), has_relevant
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"sample_size": self.sample_size, "topk": self.topk, "seed": self.seed})
+        return config
+
+    @classmethod
+    def _config_args(cls):
+        return ("temperature",)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from tfrank import ops
 from tfrank.losses import lambda_weights as lambda_weights_lib
 from tfrank.losses._base import RankingLoss, item_weights
+from tfrank.losses._gumbel import GumbelSampling
 
 
 def _pair_loss_row_sums(
@@ -269,3 +270,37 @@ class PairwiseMSELoss(PairwiseLoss):
         errors = ops.pairwise_difference(scores) - ops.pairwise_difference(labels)
         rows = tf.reduce_sum(tf.square(errors) * pair_weights, axis=2)
         return rows, item_weights(sample_weight, mask)
+
+
+@keras.saving.register_keras_serializable(package="tfrank")
+class YetiLogisticLoss(GumbelSampling, PairwiseLogisticLoss):
+    r"""Yeti loss (Lyzhin et al., 2022): the pairwise logistic loss on Gumbel-perturbed scores, weighted by
+    ``YetiDCGLambdaWeight`` (neighbouring ranks only), averaged over ``sample_size`` draws.
+
+    loss = sum_a sum_i sum_{j = i +- 1} I[y_i > y_j] w_ij log(1 + exp(-(z^a_i - z^a_j))), with z^a the Gumbel
+    sample a of the scores (see ``tfrank.losses._gumbel``) divided by ``temperature`` and w_ij the lambda weight
+    at the ranks of z^a. ``lambda_weight`` defaults to ``YetiDCGLambdaWeight()``.
+
+    Difference from TF Ranking: the noise is a stateless draw from ``seed`` (None means 0), so the loss is a
+    deterministic function of its inputs; given the same noise the value equals TF Ranking's.
+
+    >>> loss = YetiLogisticLoss(seed=1)
+    >>> bool(loss([[1.0, 0.0]], [[0.6, 0.8]]) == loss([[1.0, 0.0]], [[0.6, 0.8]]))
+    True
+    """
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 1.0,
+        sample_size: int = 8,
+        gumbel_temperature: float = 1.0,
+        seed: Optional[int] = None,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        lambda_weight = lambda_weight or lambda_weights_lib.YetiDCGLambdaWeight()
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+        self._init_gumbel(sample_size, gumbel_temperature, seed)

@@ -21,8 +21,10 @@ Agreement with TF Ranking 0.5.5 (``tfr.keras.metrics``), deliberate differences 
   until ``reset_state`` (TF Ranking ranks such an item first or last and returns a finite value). Nothing is
   raised, in eager or graph mode: a diverged model shows up as a NaN metric;
 - **difference**: score ties are broken by input order (the earlier item ranks higher), not at random;
+- ``sample_weight`` may also have the shapes TF Ranking broadcasts: ``[list_size]`` or ``[1, list_size]`` (the
+  same item weights for every list) and ``[1, 1]`` (see :func:`broadcast_sample_weight`);
 - extension: ``sample_weight`` of shape ``[batch]`` (what ``keras.Model.fit`` passes for per-list weights)
-  is read as ``[batch, 1]``.
+  is read as ``[batch, 1]``; when batch == list_size such a vector is ambiguous and rejected.
 """
 
 import abc
@@ -78,6 +80,32 @@ def per_list_weights(item_weights: tf.Tensor, relevance: tf.Tensor) -> tf.Tensor
     return tf.where(has_weight, weights_or_mean, tf.zeros_like(weights))
 
 
+def broadcast_sample_weight(sample_weight, labels):
+    """``sample_weight`` for dense ``labels`` [batch, list_size], with the shapes TF Ranking broadcasts made explicit.
+
+    A ``[list_size]`` vector weighs the items of every list; ``[1, list_size]`` and ``[1, 1]`` are repeated over the
+    batch. A ``[batch]`` vector stays per list (Keras' ``fit`` passes that). When batch == list_size a vector could
+    be either: a ValueError asks for ``[batch, 1]`` or ``[1, list_size]``. Other shapes pass unchanged.
+    """
+    if sample_weight is None or isinstance(sample_weight, tf.RaggedTensor) or isinstance(labels, tf.RaggedTensor):
+        return sample_weight
+    sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank != 2:
+        return sample_weight
+    batch_size, list_size = labels.shape[0], labels.shape[1]
+    if sample_weight.shape.rank == 1 and sample_weight.shape[0] is not None and sample_weight.shape[0] == list_size:
+        if batch_size == list_size:
+            raise ValueError(
+                f"sample_weight {sample_weight.shape} with labels {labels.shape}: per list or per item? reshape it to "
+                "[batch, 1] (one weight per list) or [1, list_size] (the same item weights for every list)"
+            )
+        sample_weight = sample_weight[tf.newaxis, :]
+    if sample_weight.shape.rank == 2 and sample_weight.shape[0] == 1 and batch_size != 1:
+        sample_weight = tf.ones_like(labels[:, :1], dtype=tf.float32) * sample_weight
+    return sample_weight
+
+
 class RankingMetric(keras.metrics.Mean, metaclass=abc.ABCMeta):
     """Base of the list metrics: the weighted mean, over lists, of a per-list value.
 
@@ -114,6 +142,7 @@ class RankingMetric(keras.metrics.Mean, metaclass=abc.ABCMeta):
 
         Inputs follow ``tfrank.ops.prepare_lists``, the rule the losses share.
         """
+        sample_weight = broadcast_sample_weight(sample_weight, y_true)
         labels, scores, sample_weight, valid = ops.prepare_lists(
             y_true, y_pred, sample_weight, ragged=self.ragged, owner=type(self).__name__
         )

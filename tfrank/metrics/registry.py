@@ -1,7 +1,9 @@
 """Metrics by name: ``get("ndcg@5")`` -> ``NDCGMetric(topn=5, name="ndcg@5")``; ``names()`` lists the base names.
 
 Names are TF Ranking's ``RankingMetricKey`` strings; ``@k`` sets ``topn``. ``opa`` is an alias of
-``ordered_pair_accuracy``.
+``ordered_pair_accuracy``. The registry holds the metrics of ``[batch, list_size]`` labels, the ones the
+training run can use; ``AlphaDCGMetric`` and ``PrecisionIAMetric`` (subtopic labels) are built by class, or by TF
+Ranking's key with ``tfrank.keras.metrics.get``.
 """
 
 from tfrank.metrics._base import RankingMetric
