@@ -297,12 +297,16 @@ class FeatureRankingModel(keras.Model):
         self.factor_weight = self.add_weight(shape=(), initializer="ones", name="factor_weight")
         self.hidden_layers = [keras.layers.Dense(units, activation="relu", name=f"hidden_{units}")
                               for units in self.hidden_units]
+        for index, layer in enumerate(self.hidden_layers):
+            # An attribute each as well: tf.train.Checkpoint does not follow a Keras 3 model's list of layers.
+            setattr(self, f"hidden_layer_{index}", layer)
         self.score_layer = keras.layers.Dense(1, name="score")
         width = user_width + movie_width + self.num_genres
         for layer in self.hidden_layers:
             layer.build((None, width))
             width = layer.units
         self.score_layer.build((None, width))
+        self.build()
 
     @property
     def user_vocabulary(self) -> np.ndarray:
@@ -328,7 +332,10 @@ class FeatureRankingModel(keras.Model):
         else:
             movie_id = tf.cast(movie_id, tf.int64)
             flat_ids = tf.reshape(movie_id, [-1])
-            item_user_rows = tf.repeat(user_rows, tf.shape(movie_id)[1])
+            shape = tf.shape(movie_id)
+            # Gathered by list index, not repeated: a batch-size mismatch then meets the check at run time rather
+            # than a shape error while tracing.
+            item_user_rows = tf.gather(user_rows, tf.repeat(tf.range(shape[0]), shape[1]))
         return item_user_rows, self.movie_rows.lookup(flat_ids), movie_id
 
     def call(self, inputs):

@@ -124,7 +124,7 @@ class TrainConfig:
       list_size: movies per training and evaluation list.
       num_lists_per_user: training lists sampled per user.
       eval_lists_per_user: validation and test lists sampled per user.
-      embedding_dim: user and movie embedding size.
+      embedding_dim: user and movie embedding size (for ``model="features"``: the factorisation's rank).
       batch_size: lists per training batch.
       epochs: passes over the training lists; a rerun on ``model_dir`` with more epochs continues training. 0
         evaluates the untrained model (a random-scores baseline).
@@ -656,6 +656,7 @@ def _flag_value(value: Any) -> str:
 def _check_same_run(config: TrainConfig, stored: Dict[str, Any], path: str) -> None:
     """Raises RunMismatchError naming every identity field whose value differs from the stored run's."""
     wanted = _identity(config)
+    stored = {"model": TUTORIAL_MODEL, **stored}  # runs recorded before --model existed trained the tutorial's
     differences = [f"--{name}={_flag_value(wanted[name])} (the run has {_flag_value(stored.get(name))})"
                    for name in wanted if stored.get(name) != wanted[name]]
     if differences:
