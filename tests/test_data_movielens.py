@@ -290,6 +290,18 @@ def test_file_of_another_variant_says_which_variant_it_is(tmp_path):
     assert "--movielens_path" in message
 
 
+def test_users_file_of_another_variant_says_which_variant_it_is(tmp_path):
+    path = _write(tmp_path / "users.dat", b"1::F::1::10::48067\n")
+    message = _one_line_error(ValueError, load_ratings, "100k", source=path)
+    assert message.startswith(f"{path} is a file of MovieLens 1m, not 100k: pass the ml-100k folder")
+
+
+def test_path_to_the_users_file_reads_its_folder(ml100k_like):
+    _write(ml100k_like / "u.user", b"1|24|M|technician|85711\n")
+    ratings = _columns(load_ratings("100k", source=ml100k_like / "u.user"))
+    np.testing.assert_array_equal(ratings["movie_id"], [10, 20, 10])
+
+
 def test_file_that_is_neither_a_folder_nor_a_zip_is_named(tmp_path):
     path = _write(tmp_path / "notes.txt", b"not ratings\n")
     message = _one_line_error(ValueError, load_ratings, "1m", source=path)

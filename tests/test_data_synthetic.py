@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from tfrank.data import load_movies, load_ratings, synthetic
+from tfrank.data import (
+    GENRES,
+    OCCUPATIONS_1M,
+    history_features,
+    load_movie_features,
+    load_movies,
+    load_ratings,
+    synthetic,
+)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +149,64 @@ def test_ratings_carry_planted_user_movie_preferences_beyond_movie_means(ratings
     predicted = np.einsum("ij,ij->i", user_factors[users[~train]], movie_factors[movies[~train]])
     movie_mean_error = np.mean(residuals[~train] ** 2)
     assert np.mean((residuals[~train] - predicted) ** 2) < 0.9 * movie_mean_error
+
+
+# --- Movie and user features planted with the ratings.
+
+
+def test_movie_features_have_the_load_movie_features_schema_and_one_to_three_genres():
+    movies = synthetic.movie_features(num_users=300, num_movies=1500, num_ratings=30_000, seed=0)
+    np.testing.assert_array_equal(movies["movie_id"], np.arange(1, 1501))
+    assert movies["genres"].shape == (1500, len(GENRES)) and movies["genres"].dtype == np.float32
+    per_movie = movies["genres"].sum(axis=1)
+    assert per_movie.min() == 1 and per_movie.max() == 3
+    assert movies["genres"][:, [GENRES.index("Unknown"), GENRES.index("(no genres listed)")]].sum() == 0
+    assert movies["year"].dtype == np.int64 and 1920 <= movies["year"].min() and movies["year"].max() <= 2019
+    assert movies["title"][0] == f"Synthetic Film 1 ({movies['year'][0]})".encode()
+
+
+def test_features_are_deterministic_and_leave_the_ratings_unchanged():
+    sizes = dict(num_users=60, num_movies=200, num_ratings=2000)
+    first = {**synthetic.movie_features(**sizes, seed=3), **synthetic.user_features(**sizes, seed=3)}
+    again = {**synthetic.movie_features(**sizes, seed=3), **synthetic.user_features(**sizes, seed=3)}
+    other = synthetic.movie_features(**sizes, seed=4)
+    for key in first:
+        assert first[key].tolist() == again[key].tolist(), key
+    assert not np.array_equal(first["genres"], other["genres"])
+
+
+def test_user_genre_affinities_predict_held_out_ratings_beyond_movie_means(ratings):
+    # Genre affinities from even rows (history_features) explain part of the odd rows' residuals from movie means:
+    # the planted genres carry the users' taste.
+    movies = synthetic.movie_features(num_users=300, num_movies=1500, num_ratings=30_000, seed=0)
+    train = np.arange(len(ratings["movie_id"])) % 2 == 0
+    history = history_features({key: column[train] for key, column in ratings.items()}, movies, shrinkage=5.0)
+    users, items, stars = ratings["user_id"][~train], ratings["movie_id"][~train], ratings["user_rating"][~train]
+    user_row = np.searchsorted(history["user_id"], users)
+    movie_row = np.searchsorted(history["movie_id"], items)
+    known = history["movie_id"][np.minimum(movie_row, len(history["movie_id"]) - 1)] == items
+    movie_mean = np.where(known, history["movie_mean_rating"][np.minimum(movie_row, len(movie_row) - 1)],
+                          history["global_mean_rating"])  # fmt: skip
+    genre_score = (history["genre_affinity"][user_row] * movies["genres"][items - 1]).sum(axis=1)
+    genre_score /= np.maximum(movies["genres"][items - 1].sum(axis=1), 1)
+    residual = stars - movie_mean
+    correlation = np.corrcoef(genre_score, residual)[0, 1]
+    assert correlation > 0.2  # random genres give about 0
+
+
+def test_user_features_have_the_load_user_features_schema():
+    users = synthetic.user_features(num_users=500, num_movies=300, num_ratings=12_000, seed=1)
+    np.testing.assert_array_equal(users["user_id"], np.arange(1, 501))
+    assert users["age"].dtype == np.int64 and 7 <= users["age"].min() and users["age"].max() <= 73
+    assert set(users["gender"]) == {b"M", b"F"} and 0.5 < np.mean(users["gender"] == b"M") < 0.85
+    assert set(users["occupation"]) <= {name.encode() for name in OCCUPATIONS_1M}
+    assert all(len(zip_code) == 5 and zip_code.isdigit() for zip_code in users["zip"])
+
+
+def test_csv_movies_read_back_as_the_movie_features(tmp_path):
+    directory = synthetic.write_movielens_csv(tmp_path / "syn", num_users=50, num_movies=400, num_ratings=2000, seed=4)
+    expected = synthetic.movie_features(num_users=50, num_movies=400, num_ratings=2000, seed=4)
+    read = load_movie_features("25m", source=directory)
+    for key in ("movie_id", "genres", "year"):
+        np.testing.assert_array_equal(read[key], expected[key])
+    assert read["title"].tolist() == expected["title"].tolist()

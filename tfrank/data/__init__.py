@@ -9,12 +9,32 @@ lists = tfrank.data.stream_lists(ratings, sorted_by_user=False)   # the same lis
 """
 
 from tfrank.data import synthetic
+from tfrank.data.features import (
+    AGE_BUCKETS_1M,
+    MOVIE_HISTORY_KEYS,
+    OCCUPATIONS_1M,
+    USER_HISTORY_KEYS,
+    AlignedFeatures,
+    align_rows,
+    history_features,
+    load_movie_features,
+    load_user_features,
+)
 from tfrank.data.lists import batch_lists, from_memory, sample_lists, split
 from tfrank.data.movielens import GENRES, VARIANTS, MovieLensUnavailableError, load_movies, load_ratings
 from tfrank.data.streaming import stream_lists, stream_lists_sharded, stream_ratings, stream_split
 
 __all__ = [
+    "AGE_BUCKETS_1M",
     "GENRES",
+    "MOVIE_HISTORY_KEYS",
+    "OCCUPATIONS_1M",
+    "USER_HISTORY_KEYS",
+    "AlignedFeatures",
+    "align_rows",
+    "history_features",
+    "load_movie_features",
+    "load_user_features",
     "VARIANTS",
     "MovieLensUnavailableError",
     "batch_lists",

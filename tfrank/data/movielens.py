@@ -78,16 +78,21 @@ class MovieLensUnavailableError(RuntimeError):
 class _Layout:
     """How one variant's files are named and formatted."""
 
-    def __init__(self, ratings: str, movies: str, header: bool, latin1: bool):
+    def __init__(self, ratings: str, movies: str, header: bool, latin1: bool, users: str | None = None):
         self.ratings = ratings
         self.movies = movies
         self.header = header
         self.latin1 = latin1
+        self.users = users  # None: the variant has no user file
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(name for name in (self.ratings, self.movies, self.users) if name)
 
 
 _LAYOUTS = {
-    "100k": _Layout(ratings="u.data", movies="u.item", header=False, latin1=True),
-    "1m": _Layout(ratings="ratings.dat", movies="movies.dat", header=False, latin1=True),
+    "100k": _Layout(ratings="u.data", movies="u.item", header=False, latin1=True, users="u.user"),
+    "1m": _Layout(ratings="ratings.dat", movies="movies.dat", header=False, latin1=True, users="users.dat"),
     "20m": _Layout(ratings="ratings.csv", movies="movies.csv", header=True, latin1=False),
     "25m": _Layout(ratings="ratings.csv", movies="movies.csv", header=True, latin1=False),
 }
@@ -129,6 +134,23 @@ _MOVIES_FORMAT = {
     "1m": "MovieID::Title::Genres, the id up to 2**63 - 1",
     "20m": 'movieId,title,genres (title quoted with "" when it has a comma), the id up to 2**63 - 1',
     "25m": 'movieId,title,genres (title quoted with "" when it has a comma), the id up to 2**63 - 1',
+}
+# ml-1m's users.dat gives the age as the lower bound of its bucket (1 means under 18) and the occupation as a code.
+AGE_BUCKETS_1M = (1, 18, 25, 35, 45, 50, 56)
+OCCUPATIONS_1M = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
+    "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer", "programmer",
+    "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer", "tradesman/craftsman",
+    "unemployed", "writer",
+)  # fmt: skip
+_USERS_LINE = {
+    "100k": rf"{_INT}\|{_INT}\|[MF]\|[^|]+\|[^|]*\r?",
+    "1m": rf"{_INT}::[MF]::(?:{'|'.join(map(str, AGE_BUCKETS_1M))})::(?:1?\d|20)::[^:]*\r?",
+}
+_USERS_FORMAT = {
+    "100k": "user id|age|gender (M or F)|occupation|zip code, the id and age up to 2**63 - 1",
+    "1m": f"UserID::Gender (M or F)::Age (one of {', '.join(map(str, AGE_BUCKETS_1M))})::Occupation (0 to 20)"
+          "::Zip-code, the id up to 2**63 - 1",
 }
 
 
@@ -260,7 +282,7 @@ def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
             raise ValueError(f"{where} is not a zip file (it does not start with the zip signature PK): download "
                              f"{url} again, or pass the ml-{variant} folder with --movielens_path")  # fmt: skip
         layout = _LAYOUTS[variant]
-        if where.name in (layout.ratings, layout.movies):
+        if where.name in layout.files:
             where = where.parent
         else:
             raise ValueError(_not_a_source_message(where, variant))
@@ -270,7 +292,7 @@ def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
     zipped = where / f"{folder}.zip"
     if zipped.is_file():
         return _extract_from_zip(zipped, folder, name)
-    what = "ratings" if name == _LAYOUTS[variant].ratings else "movies"
+    what = {_LAYOUTS[variant].ratings: "ratings", _LAYOUTS[variant].users: "users"}.get(name, "movies")
     missing = "does not exist" if not where.exists() else f"has no {name}, {folder}/{name} or {folder}.zip"
     raise FileNotFoundError(
         f"MovieLens {variant} {what}: {name} not found in {where} ({where} {missing}). Download {url}, unzip it and "
@@ -281,7 +303,7 @@ def _local_file(where: pathlib.Path, variant: str, name: str) -> str:
 def _not_a_source_message(path: pathlib.Path, variant: str) -> str:
     """Why ``path``, a file that is not a zip, cannot be read as MovieLens ``variant``."""
     others = [other for other, layout in _LAYOUTS.items()
-              if other != variant and path.name in (layout.ratings, layout.movies)]  # fmt: skip
+              if other != variant and path.name in layout.files]  # fmt: skip
     if others:
         return (f"{path} is a file of MovieLens {' or '.join(others)}, not {variant}: pass the ml-{variant} folder "
                 f"with --movielens_path, or read it as {others[-1]} (--dataset=movielens/{others[-1]})")  # fmt: skip
@@ -399,16 +421,16 @@ def _assert_lines_ok(ok: tf.Tensor, numbers: tf.Tensor, lines: tf.Tensor, path: 
     return tf.debugging.Assert(tf.reduce_all(ok), [message], summarize=1)
 
 
-def _assert_movie_ids_distinct(movie_ids: tf.Tensor, numbers: tf.Tensor, path: str) -> tf.Operation:
-    """Raises InvalidArgumentError naming ``path``, the first line whose movie id an earlier line has, and both."""
-    order = tf.argsort(movie_ids, stable=True)  # equal ids stay in line order
-    sorted_ids = tf.gather(movie_ids, order)
+def _assert_ids_distinct(ids: tf.Tensor, numbers: tf.Tensor, path: str, what: str = "movie") -> tf.Operation:
+    """Raises InvalidArgumentError naming ``path``, the first line whose ``what`` id an earlier line has, and both."""
+    order = tf.argsort(ids, stable=True)  # equal ids stay in line order
+    sorted_ids = tf.gather(ids, order)
     repeats = tf.concat([[False], sorted_ids[1:] == sorted_ids[:-1]], axis=0)
     lines = tf.gather(numbers, order)
     first = tf.argmin(tf.where(repeats, lines, tf.int64.max), output_type=tf.int32)
     earlier = tf.gather(lines, tf.maximum(first - 1, 0))
     message = tf.strings.join([
-        f"Repeated movie id in {path}: line ", tf.strings.as_string(tf.gather(lines, first)), " repeats movie id ",
+        f"Repeated {what} id in {path}: line ", tf.strings.as_string(tf.gather(lines, first)), f" repeats {what} id ",
         tf.strings.as_string(tf.gather(sorted_ids, first)), " of line ", tf.strings.as_string(earlier),
         ". Remove one of the two lines.",
     ])  # fmt: skip
@@ -445,6 +467,18 @@ def _normalise_genres(genres: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.Rag
 
 
 def _read_movies(path: str, variant: str) -> tf.data.Dataset:
+    # Unbatching leaves movie_genres as a ragged-rank-0 spec; the identity map makes it a plain [None] tensor spec.
+    movies = _movie_batches(path, variant).map(plain(lambda batch: {key: batch[key] for key in _MOVIE_KEYS}))
+    return movies.unbatch().map(plain(lambda movie: dict(movie)))
+
+
+_MOVIE_KEYS = ("movie_id", "movie_title", "movie_genres")
+
+
+def _movie_batches(path: str, variant: str) -> tf.data.Dataset:
+    """One batch of every movie of ``path``: the movie schema as columns (``movie_genres`` ragged), plus
+    ``line_number`` (int64, from 1 as an editor shows it) and ``release_date`` (u.item's text, empty for other
+    variants) for :mod:`tfrank.data.features`."""
     layout = _LAYOUTS[variant]
     pattern = _MOVIES_LINE[variant]
     expected = _MOVIES_FORMAT[variant]
@@ -459,25 +493,63 @@ def _read_movies(path: str, variant: str) -> tf.data.Dataset:
             lines = tf.strings.regex_replace(lines, r"\r$", "")
         if variant == "100k":
             fields = tf.reshape(tf.strings.split(lines, "|").values, [-1, 24])
-            movie, title = fields[:, 0], fields[:, 1]
+            movie, title, release_date = fields[:, 0], fields[:, 1], fields[:, 2]
             is_genre = tf.equal(fields[:, 5:], "1")
             genres = tf.ragged.boolean_mask(tf.broadcast_to(flags_names, tf.shape(is_genre)), is_genre)
         elif variant == "1m":
             fields = tf.reshape(tf.strings.split(lines, "::").values, [-1, 3])
-            movie, title = fields[:, 0], fields[:, 1]
+            movie, title, release_date = fields[:, 0], fields[:, 1], tf.fill(tf.shape(fields[:, 0]), "")
             genres = tf.strings.split(fields[:, 2], "|")
         else:
             movie, title, genre_field = tf.io.decode_csv(lines, record_defaults=[tf.constant([], tf.string)] * 3)
             genres = tf.strings.split(genre_field, "|")
+            release_date = tf.fill(tf.shape(movie), "")
         movie_ids = tf.strings.to_number(movie, tf.int64)
-        with tf.control_dependencies([_assert_movie_ids_distinct(movie_ids, numbers, path)]):
+        with tf.control_dependencies([_assert_ids_distinct(movie_ids, numbers, path)]):
             return {
                 "movie_id": tf.identity(movie_ids),
                 "movie_title": title,
                 "movie_genres": _normalise_genres(genres),
+                "line_number": numbers,
+                "release_date": release_date,
             }
 
     # One batch of every line, so that a repeated movie id is found wherever it is (a movies file is small).
-    # Unbatching leaves movie_genres as a ragged-rank-0 spec; the identity map makes it a plain [None] tensor spec.
-    movies = _numbered_lines(path, layout.header, ALL_ROWS).map(parse).unbatch()
-    return movies.map(plain(lambda movie: dict(movie)))
+    return _numbered_lines(path, layout.header, ALL_ROWS).map(parse)
+
+
+def _user_batches(path: str, variant: str) -> tf.data.Dataset:
+    """One batch of every user of ``path`` (u.user or users.dat) as columns: ``user_id`` int64, ``age`` int64
+    (1m: the bucket code), ``gender``, ``occupation`` (1m: the name of the code), ``zip`` strings, and
+    ``line_number``. A malformed line or a repeated user id stops iteration naming the file and the line(s)."""
+    layout = _LAYOUTS[variant]
+    pattern = _USERS_LINE[variant]
+    expected = _USERS_FORMAT[variant]
+    occupations = tf.constant(OCCUPATIONS_1M)
+
+    @plain
+    def parse(numbers: tf.Tensor, lines: tf.Tensor) -> dict[str, tf.Tensor]:
+        if layout.latin1:
+            lines = tf.strings.unicode_transcode(lines, "ISO-8859-1", "UTF-8")
+        ok = tf.strings.regex_full_match(lines, pattern)
+        with tf.control_dependencies([_assert_lines_ok(ok, numbers, lines, path, expected)]):
+            lines = tf.strings.regex_replace(lines, r"\r$", "")
+        if variant == "100k":
+            fields = tf.reshape(tf.strings.split(lines, "|").values, [-1, 5])
+            user, age, gender, occupation, zip_code = (fields[:, i] for i in range(5))
+        else:
+            fields = tf.reshape(tf.strings.split(lines, "::").values, [-1, 5])
+            user, gender, age, occupation, zip_code = (fields[:, i] for i in range(5))
+            occupation = tf.gather(occupations, tf.strings.to_number(occupation, tf.int64))
+        user_ids = tf.strings.to_number(user, tf.int64)
+        with tf.control_dependencies([_assert_ids_distinct(user_ids, numbers, path, "user")]):
+            return {
+                "user_id": tf.identity(user_ids),
+                "age": tf.strings.to_number(age, tf.int64),
+                "gender": gender,
+                "occupation": occupation,
+                "zip": zip_code,
+                "line_number": numbers,
+            }
+
+    return _numbered_lines(path, layout.header, ALL_ROWS).map(parse)

@@ -8,6 +8,11 @@ learn something. Generation is numpy, vectorised in chunks of users, so MovieLen
 :func:`write_movielens_csv` writes ``ratings.csv`` and ``movies.csv`` in the ml-20m / ml-25m format
 (``userId,movieId,rating,timestamp`` sorted by user then movie, as GroupLens sorts them) so that the local-file
 reader of :mod:`tfrank.data.movielens` runs at scale.
+
+:func:`movie_features` and :func:`user_features` give side features in the schema of
+:func:`tfrank.data.load_movie_features` and :func:`tfrank.data.load_user_features`, planted from the same latent
+factors as the ratings of the same arguments (genres from the movie factors, age, gender and occupation from the user
+factors), so feature models can be tested and benchmarked without MovieLens; the ratings do not change with them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrank.data.lists import from_memory
-from tfrank.data.movielens import GENRES
+from tfrank.data.movielens import GENRES, OCCUPATIONS_1M
 
 _FIRST_TIMESTAMP = 789_652_009  # 1995-01-09, the first MovieLens rating
 _LAST_TIMESTAMP = 1_574_327_703  # 2019-11-21, the last ml-25m rating
@@ -28,6 +33,8 @@ _LATENT_DIM = 8
 _STAR_QUANTILES = (0.06, 0.17, 0.44, 0.78)
 # Genres a synthetic movie draws from: the MovieLens vocabulary without the two placeholders for "none known".
 _GENRE_NAMES = tuple(genre for genre in GENRES if genre not in ("Unknown", "(no genres listed)"))
+# Features draw from generators seeded with (seed, _FEATURES_STREAM + k), apart from the ratings' generator.
+_FEATURES_STREAM = 1_000
 
 
 def generate_ratings(num_users: int, num_movies: int, num_ratings: int, seed: int = 0,
@@ -38,15 +45,9 @@ def generate_ratings(num_users: int, num_movies: int, num_ratings: int, seed: in
     with ``N == num_ratings``, ids starting at 1, no repeated (user, movie) pair, every user with at least
     ``min_ratings_per_user`` ratings. The same arguments give the same arrays.
     """
-    _check_sizes(num_users, num_movies, num_ratings, min_ratings_per_user)
-    rng = np.random.default_rng(seed)
-    counts = _ratings_per_user(rng, num_users, num_movies, num_ratings, min_ratings_per_user)
-    popularity = 1.0 / (np.arange(num_movies) + 10.0) ** 1.1
-    popularity = popularity[rng.permutation(num_movies)]  # popular movies are not the low ids
-    popularity /= popularity.sum()
-    movie_factors = rng.normal(size=(num_movies, _LATENT_DIM)).astype(np.float32)
-    movie_bias = rng.normal(scale=0.7, size=num_movies).astype(np.float32)
-    user_factors = rng.normal(size=(num_users, _LATENT_DIM)).astype(np.float32) / np.sqrt(_LATENT_DIM)
+    rng, planted = _planted(num_users, num_movies, num_ratings, seed, min_ratings_per_user)
+    counts, popularity = planted["counts"], planted["popularity"]
+    movie_factors, movie_bias, user_factors = planted["movie_factors"], planted["movie_bias"], planted["user_factors"]
     thresholds = _star_thresholds(rng, user_factors, movie_factors, movie_bias)
 
     columns: dict[str, list[np.ndarray]] = {"user_id": [], "movie_id": [], "user_rating": [], "timestamp": []}
@@ -87,12 +88,70 @@ def ratings_dataset(num_users: int = 943, num_movies: int = 1682, num_ratings: i
     return from_memory({name: tf.constant(column) for name, column in columns.items()}, batch_size)
 
 
+def movie_features(num_users: int = 943, num_movies: int = 1682, num_ratings: int = 100_000, seed: int = 0,
+                   min_ratings_per_user: int = 20) -> dict[str, np.ndarray]:  # fmt: skip
+    """Movie features that go with :func:`generate_ratings` of the same arguments, as
+    :func:`tfrank.data.load_movie_features` gives them.
+
+    Returns ``{"movie_id": int64 [num_movies] (1..num_movies), "genres": float32 [num_movies, len(GENRES)],
+    "year": int64, "title": object}``. Each movie has 1 to 3 genres (never ``Unknown`` nor ``(no genres listed)``),
+    the genres whose planted direction is closest to the movie's latent factors, so the genres a user likes say
+    something about the ratings a user gives (what genre affinities and feature models can learn). Older movies
+    have a higher planted bias on average, as in MovieLens. Deterministic: the same arguments give the same arrays.
+    """
+    _, planted = _planted(num_users, num_movies, num_ratings, seed, min_ratings_per_user)
+    rng = np.random.default_rng([seed, _FEATURES_STREAM])  # a stream of its own: the ratings stay as they were
+    factors = planted["movie_factors"]
+    directions = rng.normal(size=(_LATENT_DIM, len(_GENRE_NAMES))).astype(np.float32)
+    scores = factors @ directions / np.sqrt(_LATENT_DIM) + rng.normal(scale=0.5, size=(num_movies, len(_GENRE_NAMES)))
+    num_genres = rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2], size=num_movies)
+    rank = np.argsort(np.argsort(-scores, axis=1), axis=1)  # 0 for each movie's best genre
+    genres = np.zeros([num_movies, len(GENRES)], np.float32)
+    genres[:, [GENRES.index(name) for name in _GENRE_NAMES]] = rank < num_genres[:, None]
+    bias = planted["movie_bias"] / 0.7  # standard normal
+    years = np.clip(np.rint(1995 - 8 * bias + rng.normal(scale=12, size=num_movies)), 1920, 2019).astype(np.int64)
+    movie_ids = np.arange(1, num_movies + 1, dtype=np.int64)
+    return {
+        "movie_id": movie_ids,
+        "genres": genres,
+        "year": years,
+        "title": np.array([_title(movie_id, year).encode() for movie_id, year in zip(movie_ids, years)], object),
+    }
+
+
+def user_features(num_users: int = 943, num_movies: int = 1682, num_ratings: int = 100_000, seed: int = 0,
+                  min_ratings_per_user: int = 20) -> dict[str, np.ndarray]:  # fmt: skip
+    """User features that go with :func:`generate_ratings` of the same arguments, as
+    :func:`tfrank.data.load_user_features` gives them for 100k.
+
+    Returns ``{"user_id": int64 [num_users], "age": int64 (years, 7-73), "gender": object (b"M" / b"F"),
+    "occupation": object (names of :data:`tfrank.data.OCCUPATIONS_1M`), "zip": object (5 digits)}``. Age, gender and
+    occupation each follow one planted direction in the users' latent factors plus noise, so they carry some of
+    a user's taste. Deterministic: the same arguments give the same arrays.
+    """
+    _, planted = _planted(num_users, num_movies, num_ratings, seed, min_ratings_per_user)
+    rng = np.random.default_rng([seed, _FEATURES_STREAM + 1])
+    factors = planted["user_factors"] * np.sqrt(_LATENT_DIM)  # standard normal entries
+    age = np.clip(np.rint(33 + 9 * factors[:, 0] + rng.normal(scale=6, size=num_users)), 7, 73).astype(np.int64)
+    male = factors[:, 1] + rng.normal(scale=0.7, size=num_users) > -0.5  # about 70% men, as in MovieLens
+    directions = rng.normal(size=(_LATENT_DIM, len(OCCUPATIONS_1M)))
+    occupation = np.argmax(factors @ directions + rng.gumbel(size=(num_users, len(OCCUPATIONS_1M))), axis=1)
+    return {
+        "user_id": np.arange(1, num_users + 1, dtype=np.int64),
+        "age": age,
+        "gender": np.where(male, b"M", b"F").astype(object),
+        "occupation": np.array([OCCUPATIONS_1M[code].encode() for code in occupation], object),
+        "zip": np.array([f"{code:05d}".encode() for code in rng.integers(0, 100_000, size=num_users)], object),
+    }
+
+
 def write_movielens_csv(directory: str | os.PathLike, num_users: int, num_movies: int, num_ratings: int,
                         seed: int = 0) -> pathlib.Path:  # fmt: skip
     """Writes ``ratings.csv`` and ``movies.csv`` (ml-25m format) into ``directory`` and returns ``directory``.
 
-    Read them back with ``load_ratings("25m", source=directory)``. Titles include quoted ones with commas and
-    non-ASCII (UTF-8) characters, as in the real files.
+    Read them back with ``load_ratings("25m", source=directory)``. The movies are :func:`movie_features` of the
+    same arguments (``load_movie_features("25m", source=directory)`` reads them back); titles include quoted ones
+    with commas and non-ASCII (UTF-8) characters, as in the real files.
     """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -103,11 +162,28 @@ def write_movielens_csv(directory: str | os.PathLike, num_users: int, num_movies
         for begin in range(0, num_ratings, step):
             part = {name: column[begin : begin + step] for name, column in ratings.items()}
             out.write(_csv_rows(part))
-    _write_movies_csv(directory / "movies.csv", num_movies, seed)
+    _write_movies_csv(directory / "movies.csv", movie_features(num_users, num_movies, num_ratings, seed))
     return directory
 
 
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _planted(num_users: int, num_movies: int, num_ratings: int, seed: int, min_ratings_per_user: int
+             ) -> tuple[np.random.Generator, dict[str, np.ndarray]]:  # fmt: skip
+    """The generator after the planted draws, and what it planted: ratings per user, movie popularity, latent
+    factors and biases. :func:`movie_features` and :func:`user_features` redraw them to match the ratings."""
+    _check_sizes(num_users, num_movies, num_ratings, min_ratings_per_user)
+    rng = np.random.default_rng(seed)
+    counts = _ratings_per_user(rng, num_users, num_movies, num_ratings, min_ratings_per_user)
+    popularity = 1.0 / (np.arange(num_movies) + 10.0) ** 1.1
+    popularity = popularity[rng.permutation(num_movies)]  # popular movies are not the low ids
+    popularity /= popularity.sum()
+    movie_factors = rng.normal(size=(num_movies, _LATENT_DIM)).astype(np.float32)
+    movie_bias = rng.normal(scale=0.7, size=num_movies).astype(np.float32)
+    user_factors = rng.normal(size=(num_users, _LATENT_DIM)).astype(np.float32) / np.sqrt(_LATENT_DIM)
+    return rng, {"counts": counts, "popularity": popularity, "movie_factors": movie_factors,
+                 "movie_bias": movie_bias, "user_factors": user_factors}  # fmt: skip
 
 
 def _check_sizes(num_users: int, num_movies: int, num_ratings: int, min_ratings_per_user: int) -> None:
@@ -220,19 +296,19 @@ def _csv_rows(columns: dict[str, np.ndarray]) -> bytes:
     return np.concatenate(pieces, axis=1)[np.concatenate(masks, axis=1)].tobytes()
 
 
-def _write_movies_csv(path: pathlib.Path, num_movies: int, seed: int) -> None:
-    rng = np.random.default_rng(seed + 1)
-    years = rng.integers(1920, 2020, size=num_movies)
-    genre_counts = rng.integers(1, 4, size=num_movies)
+def _title(movie_id: int, year: int) -> str:
+    """Titles like the real files': some with a comma (quoted in a CSV), some non-ASCII."""
+    if movie_id % 7 == 0:
+        return f"Synthetic Film {movie_id}, The ({year})"
+    if movie_id % 11 == 0:
+        return f"Café Synthétique {movie_id} ({year})"
+    return f"Synthetic Film {movie_id} ({year})"
+
+
+def _write_movies_csv(path: pathlib.Path, movies: dict[str, np.ndarray]) -> None:
     lines = ["movieId,title,genres"]
-    for index in range(num_movies):
-        movie_id = index + 1
-        if movie_id % 7 == 0:
-            title = f'"Synthetic Film {movie_id}, The ({years[index]})"'
-        elif movie_id % 11 == 0:
-            title = f"Café Synthétique {movie_id} ({years[index]})"
-        else:
-            title = f"Synthetic Film {movie_id} ({years[index]})"
-        genres = rng.choice(len(_GENRE_NAMES), size=genre_counts[index], replace=False)
-        lines.append(f"{movie_id},{title},{'|'.join(_GENRE_NAMES[g] for g in sorted(genres))}")
+    for movie_id, title, genres in zip(movies["movie_id"], movies["title"], movies["genres"]):
+        title = title.decode("utf-8")
+        quoted = '"' + title.replace('"', '""') + '"' if "," in title or '"' in title else title
+        lines.append(f"{movie_id},{quoted},{'|'.join(GENRES[g] for g in np.flatnonzero(genres))}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
