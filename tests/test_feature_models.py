@@ -314,10 +314,15 @@ def test_feature_tables_come_from_the_training_ratings_only(synthetic_dir, tmp_p
     assert not np.array_equal(controlled.movie_table, original.movie_table)
 
 
-def test_synthetic_dataset_builds_tables_without_genres():
+def test_synthetic_dataset_builds_tables_with_its_planted_genres():
     config = training.TrainConfig(dataset="synthetic", num_lists_per_user=2, verbose=0)
-    tables = training.prepare_data(config).feature_tables
-    assert tables.movie_table.shape[1] == 2 and tables.user_table.shape[1] == 2
+    data = training.prepare_data(config)
+    tables = data.feature_tables
+    planted = tfrank_data.synthetic.movie_features(seed=config.seed)
+    rows = {movie: row for row, movie in enumerate(planted["movie_id"])}
+    np.testing.assert_array_equal(tables.movie_table[1:, 2:],
+                                  planted["genres"][[rows[movie] for movie in data.movie_vocabulary]])
+    assert tables.user_table.shape == (len(data.user_vocabulary) + 1, 2 + len(tfrank_data.GENRES))
     assert tables.user_factors.shape[1] == config.embedding_dim
 
 

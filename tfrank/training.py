@@ -337,25 +337,19 @@ def _feature_tables(config: TrainConfig, train_ratings: tf.data.Dataset, user_vo
                     movie_vocabulary: np.ndarray) -> feature_models.FeatureTables:
     """The feature model's tables from the batched training ratings and the movies' genres.
 
-    Generated ratings (``synthetic``) have no movies file, so their tables have no genre columns.
+    Generated ratings (``synthetic``) take the genres planted with them (``tfrank.data.synthetic.movie_features``).
     """
     batches = list(train_ratings.as_numpy_iterator())
     columns = {key: np.concatenate([batch[key] for batch in batches] + [np.zeros([0], dtype)])
                for key, dtype in (("user_id", np.int64), ("movie_id", np.int64), ("user_rating", np.float32))}
-    genres, genre_movie_ids = None, None
-    if config.dataset != SYNTHETIC:
-        movies = tfrank_data.load_movies(config.variant, source=config.movielens_path,
-                                         data_dir=config.tfds_data_dir)
-        genre_movie_ids, names = [], []
-        for batch in movies.ragged_batch(4096).as_numpy_iterator():
-            genre_movie_ids.append(batch["movie_id"])
-            genre_names = batch["movie_genres"]  # a RaggedTensorValue, or an object array of arrays
-            names.extend(genre_names.to_list() if hasattr(genre_names, "to_list") else map(list, genre_names))
-        genre_movie_ids = np.concatenate(genre_movie_ids) if genre_movie_ids else np.zeros([0], np.int64)
-        genres = feature_models.genre_matrix(genre_movie_ids, names)
+    if config.dataset == SYNTHETIC:
+        movies = tfrank_data.synthetic.movie_features(seed=config.seed)  # the genres planted in those ratings
+    else:
+        movies = tfrank_data.load_movie_features(config.variant, source=config.movielens_path,
+                                                 data_dir=config.tfds_data_dir)
     return feature_models.feature_tables(columns["user_id"], columns["movie_id"], columns["user_rating"],
-                                         user_vocabulary, movie_vocabulary, genres=genres,
-                                         genre_movie_ids=genre_movie_ids, factor_dim=config.embedding_dim,
+                                         user_vocabulary, movie_vocabulary, genres=movies["genres"],
+                                         genre_movie_ids=movies["movie_id"], factor_dim=config.embedding_dim,
                                          seed=config.seed)
 
 
