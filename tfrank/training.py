@@ -147,9 +147,10 @@ class TrainConfig:
         or ``parameter_server`` (asynchronous steps of the ``TF_CONFIG`` workers, coordinated by its chief);
         ``batch_size`` is the global batch, split evenly over synchronous replicas. A run may be resumed under
         another strategy.
-      model: ``features`` (:class:`tfrank.feature_models.FeatureRankingModel`: ids, biases and feature tables
-        built from the training ratings and the movies' genres) or ``tutorial`` (:class:`tfrank.models.RankingModel`,
-        the Keras-RS tutorial's).
+      model: ``features`` (:class:`tfrank.feature_models.FeatureRankingModel`: a ridge factorisation of the
+        training ratings plus an MLP over the movies' genres and the training ratings' per-user and per-movie
+        statistics, all built from the training split only) or ``tutorial`` (:class:`tfrank.models.RankingModel`,
+        the Keras-RS tutorial's, ids only).
     """
 
     loss: Tuple[str, ...] = ("pairwise_hinge",)
