@@ -75,6 +75,9 @@ flags.DEFINE_enum("input", _DEFAULTS.input, list(stream_input.INPUTS),
                   "Where the training lists come from. memory: every worker loads every rating and builds every list. "
                   "stream: each worker reads the ratings as a stream and builds only the lists of its share of the "
                   "users (hashed by user id); not with parameter_server.")
+flags.DEFINE_string("model", _DEFAULTS.model, f"Ranking model: {', '.join(training.MODELS)}. features: ids, "
+                    "regularised biases and embeddings, and feature tables built from the training ratings and the "
+                    "movies' genres; tutorial: the Keras-RS tutorial's model (ids only).")
 
 def main(argv):
     if len(argv) > 1:
@@ -91,7 +94,8 @@ def main(argv):
         batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
         export_dir=FLAGS.export_dir, verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
-        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy, input=FLAGS.input)
+        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy, input=FLAGS.input,
+        model=FLAGS.model)
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.

@@ -30,7 +30,7 @@ def _run(args, env_overrides=None):
 def trained(movielens_dir, tmp_path_factory):
     """One short tutorial-shaped run of both losses, exported; shared by the tests below."""
     root = tmp_path_factory.mktemp("train")
-    process = _run([TRAIN, "--loss=mse,pairwise_hinge", "--epochs=1", "--num_lists_per_user=5",
+    process = _run([TRAIN, "--model=tutorial", "--loss=mse,pairwise_hinge", "--epochs=1", "--num_lists_per_user=5",
                     f"--movielens_path={movielens_dir}", f"--model_dir={root / 'model'}",
                     f"--export_dir={root / 'export'}"])
     assert process.returncode == 0, process.stderr
@@ -52,7 +52,7 @@ def test_train_writes_results_for_every_loss_and_metric(trained):
 
 def test_same_command_gives_bit_identical_metrics(trained, movielens_dir, tmp_path):
     root, _ = trained
-    process = _run([TRAIN, "--loss=mse,pairwise_hinge", "--epochs=1", "--num_lists_per_user=5",
+    process = _run([TRAIN, "--model=tutorial", "--loss=mse,pairwise_hinge", "--epochs=1", "--num_lists_per_user=5",
                     f"--movielens_path={movielens_dir}", f"--model_dir={tmp_path / 'model'}"])
     assert process.returncode == 0, process.stderr
     first = json.loads((root / "model" / "results.json").read_text())
@@ -222,7 +222,8 @@ def test_diverging_training_exits_non_zero_with_one_line_and_exports_nothing(mov
 def test_synthetic_comparison_needs_no_data_and_beats_random_scores(tmp_path):
     # Untrained (random) models score test nDCG@5 0.878 on these lists (training.run with epochs=0).
     env = {k: v for k, v in os.environ.items() if k not in ("TFRANK_MOVIELENS_DIR", "TF_CPP_MIN_LOG_LEVEL")}
-    process = subprocess.run([sys.executable, TRAIN, "--loss=mse,pairwise_hinge", "--dataset=synthetic"],
+    process = subprocess.run([sys.executable, TRAIN, "--model=tutorial", "--loss=mse,pairwise_hinge",
+                              "--dataset=synthetic"],
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert process.returncode == 0, process.stderr
     test_rows = {line.split()[0]: [float(value) for value in line.split()[2:]]

@@ -43,8 +43,8 @@ def test_run_returns_val_and_test_metrics_for_each_loss(synthetic_dir, tmp_path)
 
 
 def test_pairwise_hinge_learns_the_synthetic_affinity(synthetic_dir):
-    trained = training.run(_config(synthetic_dir, epochs=3, num_lists_per_user=20))
-    untrained = training.run(_config(synthetic_dir, epochs=0))
+    trained = training.run(_config(synthetic_dir, epochs=3, num_lists_per_user=20, model="tutorial"))
+    untrained = training.run(_config(synthetic_dir, epochs=0, model="tutorial"))
     assert trained["pairwise_hinge"]["test"]["ndcg@5"] > untrained["pairwise_hinge"]["test"]["ndcg@5"] + 0.02
 
 
@@ -232,3 +232,37 @@ def test_synthetic_dataset_needs_no_files_and_follows_the_seed(monkeypatch):
     assert first.num_train_lists == 943 * 2
     assert np.array_equal(first.train_labels.numpy(), again.train_labels.numpy())
     assert not np.array_equal(first.train_features["movie_id"].numpy(), other_seed.train_features["movie_id"].numpy())
+
+
+def test_model_is_part_of_the_run_identity(synthetic_dir, tmp_path):
+    training.run(_config(synthetic_dir, model="tutorial", model_dir=str(tmp_path)))
+    with pytest.raises(training.RunMismatchError, match=r"--model=features \(the run has tutorial\)"):
+        training.run(_config(synthetic_dir, model="features", model_dir=str(tmp_path)))
+
+
+def test_a_run_recorded_before_the_model_flag_resumes_as_the_tutorial_model(synthetic_dir, tmp_path):
+    training.run(_config(synthetic_dir, model="tutorial", model_dir=str(tmp_path)))
+    path = tmp_path / training.RUN_CONFIG_FILE
+    recorded = json.loads(path.read_text())
+    del recorded["model"]
+    path.write_text(json.dumps(recorded))
+    results = training.run(_config(synthetic_dir, model="tutorial", model_dir=str(tmp_path), epochs=2))
+    assert results["pairwise_hinge"]["epochs"] == 2
+    with pytest.raises(training.RunMismatchError, match=r"--model=features \(the run has tutorial\)"):
+        training.run(_config(synthetic_dir, model="features", model_dir=str(tmp_path), epochs=2))
+
+
+def test_feature_model_run_exports_and_serves_its_test_scores(synthetic_dir, tmp_path):
+    config = _config(synthetic_dir, model="features", export_dir=str(tmp_path / "export"))
+    results = training.run(config)
+    loaded = tf.saved_model.load(results["pairwise_hinge"]["export_path"])
+    data = training.prepare_data(config)
+    model = training.build_model(config, data)
+    features, _ = next(iter(data.test))
+    served = loaded.signatures["serving_default"](user_id=features["user_id"], movie_id=features["movie_id"])
+    assert served["scores"].shape == features["movie_id"].shape
+    assert np.isfinite(served["scores"].numpy()).all()
+    # The export carries the feature tables built at training time.
+    np.testing.assert_array_equal(
+        [v.numpy() for v in loaded.model_variables if v.shape == model.movie_table.shape][0],
+        model.movie_table.numpy())

@@ -21,8 +21,9 @@ TRAIN = str(REPO_ROOT / "bin" / "train.py")
 # Softmax with weight averaging at learning rate 0.1: at Adagrad's 1.0 the last-bit differences of summing two
 # replicas' gradients grow over the steps until the weights differ in the second decimal (the quality does not).
 # A batch of 63 lists splits 31 + 32; the last, smaller batch splits too.
-RUN_FLAGS = ["--dataset=synthetic", "--loss=softmax", "--learning_rate=0.1", "--num_lists_per_user=2",
-             "--batch_size=63", "--epochs=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
+# The tutorial's model: the weights compared below are its tables, kernel and bias.
+RUN_FLAGS = ["--model=tutorial", "--dataset=synthetic", "--loss=softmax", "--learning_rate=0.1",
+             "--num_lists_per_user=2", "--batch_size=63", "--epochs=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
 WAIT_SECONDS = 300
 
 
@@ -157,8 +158,8 @@ def test_killed_worker_stops_the_cluster_and_a_restart_resumes_to_the_uninterrup
 
 # Asynchronous steps change the weights in another order than one process does, so only the quality is compared:
 # mse, whose quality moves least with the order of the steps, on three test lists per user.
-PS_FLAGS = ["--dataset=synthetic", "--loss=mse", "--num_lists_per_user=2", "--batch_size=63", "--epochs=3",
-            "--eval_lists_per_user=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
+PS_FLAGS = ["--model=tutorial", "--dataset=synthetic", "--loss=mse", "--num_lists_per_user=2", "--batch_size=63",
+            "--epochs=3", "--eval_lists_per_user=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
 
 
 def test_parameter_server_cluster_reaches_the_quality_of_one_process(processes, tmp_path):

@@ -28,7 +28,7 @@ def _lists_per_user(users, movies, labels):
 
 @pytest.fixture(scope="module")
 def ml100k_config(movielens_dir):
-    return training.TrainConfig(dataset="movielens/100k", movielens_path=str(movielens_dir), num_lists_per_user=3,
+    return training.TrainConfig(model="tutorial", dataset="movielens/100k", movielens_path=str(movielens_dir), num_lists_per_user=3,
                                 batch_size=100, verbose=0)
 
 
@@ -156,7 +156,7 @@ def test_padded_replica_losses_scaled_by_global_lists_sum_to_the_real_lists_mean
 
 
 def test_stream_input_of_one_process_trains_the_numbers_of_memory_input():
-    config = training.TrainConfig(dataset="synthetic", loss=("softmax",), num_lists_per_user=1, batch_size=256,
+    config = training.TrainConfig(model="tutorial", dataset="synthetic", loss=("softmax",), num_lists_per_user=1, batch_size=256,
                                   epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
     memory = training.run(config)["softmax"]
     # Under a strategy object too (mirrored: the CPU here, one replica, which takes the batches whole).
@@ -169,7 +169,14 @@ def test_stream_input_under_parameter_servers_is_refused_naming_the_strategies_i
     with pytest.raises(ValueError, match="input=stream with distribution_strategy=parameter_server: streamed input "
                                          "runs under off, one_device, mirrored, multi_worker_mirrored; use "
                                          "input=memory with parameter_server"):
-        training.TrainConfig(input="stream", distribution_strategy="parameter_server").validate()
+        training.TrainConfig(input="stream", model="tutorial", distribution_strategy="parameter_server").validate()
+
+
+def test_stream_input_with_the_feature_model_is_refused_naming_the_fix():
+    with pytest.raises(ValueError, match="input=stream with model=features: the feature model's tables are fit on every "
+                                         "training rating, which a streaming worker does not hold; use model=tutorial "
+                                         "with input=stream, or input=memory"):
+        training.TrainConfig(input="stream", model="features").validate()
 
 
 def test_unknown_input_is_refused_naming_the_inputs():
@@ -181,7 +188,7 @@ def test_unknown_input_is_refused_naming_the_inputs():
 # process's (each worker's batches hold its own users), so only the quality is compared.
 STREAM_FLAGS = ["--dataset=synthetic", "--loss=softmax", "--learning_rate=0.1", "--num_lists_per_user=2",
                 "--batch_size=64", "--epochs=3", "--eval_lists_per_user=3", "--metrics=ndcg@5,mrr", "--verbose=1",
-                "--input=stream"]
+                "--input=stream", "--model=tutorial"]
 # Same lists, other batches: the two workers' test nDCG@5 came within 0.001 of one process's; 0.01 leaves room for
 # other platforms' rounding, and is still a tenth of what training adds over random scores (0.8 to 0.89).
 NDCG_TOLERANCE = 0.01
@@ -202,14 +209,14 @@ def test_two_stream_workers_build_only_their_users_lists_and_reach_one_process_q
     # The same flags in this process, while the workers start.
     expected = training.run(training.TrainConfig(
         dataset="synthetic", loss=("softmax",), learning_rate=0.1, num_lists_per_user=2, batch_size=64, epochs=3,
-        eval_lists_per_user=3, metrics=("ndcg@5", "mrr"), verbose=0, input="stream"))["softmax"]
+        eval_lists_per_user=3, metrics=("ndcg@5", "mrr"), verbose=0, input="stream", model="tutorial"))["softmax"]
     _finish(processes, cluster, ["worker-0", "worker-1"])
     results = json.loads((model_dir / "results.json").read_text())["softmax"]
     assert results["epochs"] == 3
     assert results["test"]["ndcg@5"] == pytest.approx(expected["test"]["ndcg@5"], abs=NDCG_TOLERANCE)
     assert results["test"]["ndcg@5"] > 0.85  # trained: random scores give about 0.8 here
     # Each worker built its shard's lists (the lists of the users hashed to it) and no other.
-    data = training.prepare_data(training.TrainConfig(dataset="synthetic", num_lists_per_user=2, verbose=0))
+    data = training.prepare_data(training.TrainConfig(model="tutorial", dataset="synthetic", num_lists_per_user=2, verbose=0))
     shards = streaming.user_shards(data.train_features["user_id"], 2).numpy()
     assert results["train_lists_per_input_pipeline"] == [int(np.sum(shards == 0)), int(np.sum(shards == 1))]
     assert expected["train_lists_per_input_pipeline"] == [shards.size]
