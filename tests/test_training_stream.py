@@ -28,8 +28,8 @@ def _lists_per_user(users, movies, labels):
 
 @pytest.fixture(scope="module")
 def ml100k_config(movielens_dir):
-    return training.TrainConfig(model="tutorial", dataset="movielens/100k", movielens_path=str(movielens_dir), num_lists_per_user=3,
-                                batch_size=100, verbose=0)
+    return training.TrainConfig(model="tutorial", dataset="movielens/100k", movielens_path=str(movielens_dir),
+                                num_lists_per_user=3, batch_size=100, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +156,8 @@ def test_padded_replica_losses_scaled_by_global_lists_sum_to_the_real_lists_mean
 
 
 def test_stream_input_of_one_process_trains_the_numbers_of_memory_input():
-    config = training.TrainConfig(model="tutorial", dataset="synthetic", loss=("softmax",), num_lists_per_user=1, batch_size=256,
-                                  epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
+    config = training.TrainConfig(model="tutorial", dataset="synthetic", loss=("softmax",), num_lists_per_user=1,
+                                  batch_size=256, epochs=1, verbose=0, metrics=("ndcg@5", "mrr"))
     memory = training.run(config)["softmax"]
     # Under a strategy object too (mirrored: the CPU here, one replica, which takes the batches whole).
     stream = training.run(dataclasses.replace(config, input="stream", distribution_strategy="mirrored"))["softmax"]
@@ -173,9 +173,9 @@ def test_stream_input_under_parameter_servers_is_refused_naming_the_strategies_i
 
 
 def test_stream_input_with_the_feature_model_is_refused_naming_the_fix():
-    with pytest.raises(ValueError, match="input=stream with model=features: the feature model's tables are fit on every "
-                                         "training rating, which a streaming worker does not hold; use model=tutorial "
-                                         "with input=stream, or input=memory"):
+    with pytest.raises(ValueError, match="input=stream with model=features: the feature model's tables are fit on "
+                                         "every training rating, which a streaming worker does not hold; use "
+                                         "model=tutorial with input=stream, or input=memory"):
         training.TrainConfig(input="stream", model="features").validate()
 
 
@@ -216,7 +216,8 @@ def test_two_stream_workers_build_only_their_users_lists_and_reach_one_process_q
     assert results["test"]["ndcg@5"] == pytest.approx(expected["test"]["ndcg@5"], abs=NDCG_TOLERANCE)
     assert results["test"]["ndcg@5"] > 0.85  # trained: random scores give about 0.8 here
     # Each worker built its shard's lists (the lists of the users hashed to it) and no other.
-    data = training.prepare_data(training.TrainConfig(model="tutorial", dataset="synthetic", num_lists_per_user=2, verbose=0))
+    data = training.prepare_data(training.TrainConfig(model="tutorial", dataset="synthetic", num_lists_per_user=2,
+                                                      verbose=0))
     shards = streaming.user_shards(data.train_features["user_id"], 2).numpy()
     assert results["train_lists_per_input_pipeline"] == [int(np.sum(shards == 0)), int(np.sum(shards == 1))]
     assert expected["train_lists_per_input_pipeline"] == [shards.size]
