@@ -264,3 +264,17 @@ def test_train_step_reads_and_updates_only_the_rows_of_its_batch(ema):
     table_sized = [(op.type, output.shape) for op in ops for output in op.outputs
                    if output.shape.rank and output.shape[0] in (num_users + 1, num_movies + 1)]
     assert table_sized == []
+
+
+def test_checkpoint_holds_and_restores_every_weight_of_the_model(tmp_path):
+    trained = RankingModel(user_vocabulary=[1, 2, 3], movie_vocabulary=[10, 20, 30], embedding_dim=4)
+    for variable in trained.trainable_variables:  # values no fresh model starts from
+        variable.assign(tf.random.stateless_normal(variable.shape, seed=[7, len(variable.path)]))
+    path = tf.train.Checkpoint(model=trained).save(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
+    assert len(saved) == len(trained.trainable_variables) == 8
+
+    fresh = RankingModel(user_vocabulary=[1, 2, 3], movie_vocabulary=[10, 20, 30], embedding_dim=4)
+    tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
+    for restored, expected in zip(fresh.trainable_variables, trained.trainable_variables):
+        np.testing.assert_array_equal(restored.numpy(), expected.numpy(), err_msg=expected.path)

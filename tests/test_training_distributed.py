@@ -98,7 +98,7 @@ def _model_weights(model_dir):
 
 def _assert_same_training(model_dir, single_dir):
     single, cluster = _model_weights(single_dir), _model_weights(model_dir)
-    assert sorted(cluster) == sorted(single) and len(single) == 4  # two embedding tables, kernel, bias
+    assert sorted(cluster) == sorted(single) and len(single) == 8  # two embedding tables; 3 Dense kernels, biases
     for name, weights in single.items():
         assert np.max(np.abs(weights)) > 0.0
         np.testing.assert_allclose(cluster[name], weights, atol=1e-5, err_msg=name)

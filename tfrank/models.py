@@ -121,6 +121,10 @@ class RankingModel(keras.Model):
         self.hidden_layers = [
             keras.layers.Dense(units, activation="relu", name=f"hidden_{units}") for units in _HIDDEN_UNITS
         ]
+        for index, layer in enumerate(self.hidden_layers):
+            # An attribute each as well: tf.train.Checkpoint does not follow a Keras 3 model's list of layers, and
+            # without these a resumed run would restart the hidden layers from their initial weights.
+            setattr(self, f"hidden_layer_{index}", layer)
         self.score_layer = keras.layers.Dense(1, name="score")
         # Every weight shape is known from the vocabularies, so build now: weights exist before the first call and a
         # `.keras` file loads without replaying an input shape.
