@@ -6,9 +6,13 @@ lists = tfrank.data.sample_lists(train, list_size=5, num_lists_per_user=50, seed
 batches = tfrank.data.batch_lists(lists, batch_size=32)
 
 lists = tfrank.data.stream_lists(ratings, sorted_by_user=False)   # the same lists, as a tf.data pipeline
+
+TF Ranking's formats (tfrank.data.elwc, tfrank.data.libsvm): read_elwc / parse_elwc / write_elwc, read_libsvm.
 """
 
 from tfrank.data import synthetic
+from tfrank.data.elwc import parse_elwc, read_elwc, write_elwc
+from tfrank.data.libsvm import read_libsvm
 from tfrank.data.lists import batch_lists, from_memory, sample_lists, split
 from tfrank.data.movielens import GENRES, VARIANTS, MovieLensUnavailableError, load_movies, load_ratings
 from tfrank.data.streaming import stream_lists, stream_lists_sharded, stream_ratings, stream_split
@@ -21,6 +25,9 @@ __all__ = [
     "from_memory",
     "load_movies",
     "load_ratings",
+    "parse_elwc",
+    "read_elwc",
+    "read_libsvm",
     "sample_lists",
     "split",
     "stream_lists",
@@ -28,4 +35,5 @@ __all__ = [
     "stream_ratings",
     "stream_split",
     "synthetic",
+    "write_elwc",
 ]
