@@ -22,6 +22,7 @@ import os
 import struct
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import descriptor_pb2
 
@@ -123,20 +124,45 @@ def _shuffle_within_lists(list_sizes: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.gather(by_key, by_list), tf.int64)
 
 
-def _padding_row(values: tf.Tensor, feature: tf.io.FixedLenFeature) -> tf.Tensor:
-    """One padded item [1, ...] of a dense feature: its spec's default value, else zeros (empty strings)."""
-    row_shape = tf.concat([[1], tf.shape(values)[1:]], axis=0)
+def _padding_values(feature: tf.io.FixedLenFeature, width: int) -> np.ndarray:
+    """The [width] values of one padded item of a dense feature: its spec's default value, else 0 (or b"")."""
+    dtype = object if feature.dtype == tf.string else feature.dtype.as_numpy_dtype
     if feature.default_value is None:
-        return tf.zeros(row_shape, values.dtype)
-    default = tf.constant(feature.default_value, values.dtype)
-    return tf.broadcast_to(tf.reshape(default, [1] + [1] * (values.shape.rank - 1)) if default.shape.rank == 0
-                           else tf.reshape(default, row_shape), row_shape)  # fmt: skip
+        return np.full([width], b"" if feature.dtype == tf.string else 0, dtype)
+    default = np.asarray(feature.default_value, dtype).reshape([-1])
+    return np.broadcast_to(default, [width]) if default.size == 1 else default
+
+
+def _padded_dense_features(items: dict[str, tf.Tensor], example_spec: dict[str, Any], item_index: tf.Tensor
+                           ) -> dict[str, tf.Tensor]:  # fmt: skip
+    """The dense features of all items [N, ...] as lists [B, list_size, ...] at ``item_index``, padded with
+    ``_padding_values``. Features of one dtype and shape are gathered as one table: with a hundred features or
+    more, per-feature ops make the parse function slow to build."""
+    groups: dict[tuple, list[str]] = {}
+    for name, feature in example_spec.items():
+        if isinstance(feature, tf.io.FixedLenFeature):
+            groups.setdefault((feature.dtype, tuple(feature.shape)), []).append(name)
+    lists = {}
+    for (dtype, shape), names in groups.items():
+        width = int(np.prod(shape, dtype=np.int64))
+        columns = [items[name] if tuple(items[name].shape[1:]) == (width,) else tf.reshape(items[name], [-1, width])
+                   for name in names]  # fmt: skip
+        padding = np.concatenate([_padding_values(example_spec[name], width) for name in names])[np.newaxis, :]
+        table = tf.concat([tf.concat(columns, axis=1), tf.constant(padding, dtype)], axis=0)
+        parts = tf.split(tf.gather(table, item_index), [width] * len(names), axis=-1)
+        for name, part in zip(names, parts):
+            if shape == ():
+                part = tf.squeeze(part, axis=-1)
+            elif shape != (width,):
+                part = tf.reshape(part, tf.concat([tf.shape(item_index), shape], axis=0))
+            lists[name] = part
+    return lists
 
 
 def _to_lists(flat: Any, row_splits: tf.Tensor, item_index: tf.Tensor | None, list_size: int | None,
               feature: Any) -> Any:  # fmt: skip
     """One item feature from all items [N, ...] to lists: ragged [B, None, ...] without ``list_size``; with it
-    [B, list_size, ...], dense features padded with ``_padding_row``, VarLen features as a SparseTensor."""
+    (VarLen and Ragged features only) [B, list_size, None], VarLen ones as a SparseTensor."""
     if isinstance(flat, tf.SparseTensor):
         flat = tf.RaggedTensor.from_sparse(flat)
     if list_size is None:
@@ -147,7 +173,7 @@ def _to_lists(flat: Any, row_splits: tf.Tensor, item_index: tf.Tensor | None, li
         empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], flat.dtype), tf.zeros([1], flat.row_splits.dtype))
         lists = tf.gather(tf.concat([flat, empty], axis=0), item_index)
         return lists.to_sparse() if isinstance(feature, tf.io.VarLenFeature) else lists
-    return tf.gather(tf.concat([flat, _padding_row(flat, feature)], axis=0), item_index)
+    raise TypeError(f"{feature}: dense features are padded by _padded_dense_features")
 
 
 def _item_index(list_sizes: tf.Tensor, list_size: int, order: tf.Tensor | None) -> tf.Tensor:
@@ -180,8 +206,9 @@ def _parse_lists(serialized: tf.Tensor, context_feature_spec: FeatureSpec, examp
                     for name, values in items.items()}  # fmt: skip
         return {**context, **features}, tf.RaggedTensor.from_row_splits(labels, row_splits, validate=False)
     index = _item_index(list_sizes, list_size, order)
-    features = {name: _to_lists(values, None, index, list_size, example_spec[name])
-                for name, values in items.items()}  # fmt: skip
+    features = _padded_dense_features(items, example_spec, index)
+    features.update({name: _to_lists(values, None, index, list_size, example_spec[name])
+                     for name, values in items.items() if name not in features})  # fmt: skip
     padded_labels = tf.gather(tf.concat([labels, [PADDING_LABEL]], axis=0), index)
     return {**context, **features}, padded_labels
 
@@ -370,8 +397,6 @@ def elwc_message_class() -> type:
 
 def _fill_features(example: Any, features: Mapping[str, FeatureValues]) -> None:
     """Sets ``example.features`` from ``features``: float, int64 or bytes list by the values' numpy kind."""
-    import numpy as np
-
     for name, values in features.items():
         array = np.asarray(values).reshape([-1])
         feature = example.features.feature[name]
