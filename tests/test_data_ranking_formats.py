@@ -464,3 +464,40 @@ def test_write_elwc_keeps_context_text_ints_and_floats(tmp_path):
     assert features["score"].numpy().tolist() == [[[0.5, 1.5], [2.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]]
     assert features["query_id"].numpy().tolist() == [[7], [-1]]
     assert tf.sparse.to_dense(features["query"]).numpy().tolist()[0] == [b"learning", b"to", b"rank"]
+
+
+def test_parse_elwc_pads_scalar_matrix_and_ragged_item_features_by_their_spec():
+    records = [
+        elwc.serialize_elwc(None, [{"x": 1.5, "grid": [1, 2, 3, 4], "tags": ["a", "b"], "relevance": 1}] * 2),
+        elwc.serialize_elwc(None, [{"x": 2.5, "grid": [5, 6, 7, 8], "tags": ["c"], "relevance": 3}]),
+    ]
+    spec = {
+        "x": tf.io.FixedLenFeature([], tf.float32, default_value=-7.0),
+        "grid": tf.io.FixedLenFeature([2, 2], tf.int64),
+        "tags": tf.io.RaggedFeature(tf.string),
+    }
+    features, labels = tfrank.data.parse_elwc(records, None, spec, list_size=3)
+    assert labels.numpy().tolist() == [[1.0, 1.0, -1.0], [3.0, -1.0, -1.0]]
+    assert features["x"].numpy().tolist() == [[1.5, 1.5, -7.0], [2.5, -7.0, -7.0]]
+    assert features["grid"].numpy().tolist() == [[[[1, 2], [3, 4]]] * 2 + [[[0, 0], [0, 0]]],
+                                                 [[[5, 6], [7, 8]]] + [[[0, 0], [0, 0]]] * 2]  # fmt: skip
+    assert features["tags"].to_list() == [[[b"a", b"b"], [b"a", b"b"], []], [[b"c"], [], []]]
+    ragged, ragged_labels = tfrank.data.parse_elwc(records, None, spec)
+    assert ragged_labels.to_list() == [[1.0, 1.0], [3.0]]
+    assert ragged["x"].to_list() == [[1.5, 1.5], [2.5]]
+    assert ragged["tags"].to_list() == [[[b"a", b"b"], [b"a", b"b"]], [[b"c"]]]
+
+
+def test_shuffled_reading_gives_the_same_lists_in_a_seeded_order():
+    def read(seed):
+        _, labels = _all(tfrank.data.read_elwc(str(NUMERICAL_ELWC), None, NUMERICAL_SPEC, label_key="utility",
+                                               shuffle=True, seed=seed, batch_size=2))  # fmt: skip
+        return labels.to_list()
+
+    in_file = [[_values(item.features.feature["utility"])[0] for item in proto.examples]
+               for proto in _protos(NUMERICAL_ELWC)]  # fmt: skip
+    first = read(5)
+    assert first == read(5)
+    assert first != in_file and sorted(first) == sorted(in_file)
+    libsvm = _all(tfrank.data.read_libsvm(LIBSVM, NUM_FEATURES, shuffle=True, seed=5))[1].to_list()
+    assert libsvm != in_file and sorted(libsvm) == sorted(in_file)

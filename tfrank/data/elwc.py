@@ -165,6 +165,8 @@ def _to_lists(flat: Any, row_splits: tf.Tensor, item_index: tf.Tensor | None, li
     (VarLen and Ragged features only) [B, list_size, None], VarLen ones as a SparseTensor."""
     if isinstance(flat, tf.SparseTensor):
         flat = tf.RaggedTensor.from_sparse(flat)
+    if isinstance(flat, tf.RaggedTensor):  # RaggedFeature's splits are int32 by default; the list splits int64
+        flat = flat.with_row_splits_dtype(tf.int64)
     if list_size is None:
         # The splits come from the decoded list sizes, so they fit every feature: checking them per feature
         # would only add ops.
@@ -233,10 +235,11 @@ def parse_elwc(serialized: Any, context_feature_spec: FeatureSpec | None, exampl
       serialized: string tensor [B] (or a scalar) of serialized ``tensorflow.serving.ExampleListWithContext``.
       context_feature_spec: name -> ``tf.io`` feature spec of the context (query) features, or None/{}.
       example_feature_spec: name -> ``tf.io`` feature spec of the per-item features; it may hold the label.
-      list_size: None: item features are RaggedTensors [B, None, ...] and labels [B, None]. An int: lists are cut
-        to their first ``list_size`` items or padded to it; dense item features are [B, list_size, ...] (padded
-        with the spec's ``default_value``, else 0), VarLen ones SparseTensors [B, list_size, None], and labels
-        [B, list_size] with ``PADDING_LABEL`` (-1) at padded items.
+      list_size: None: item features are RaggedTensors [B, None, ...] (VarLen and Ragged ones [B, None, None])
+        and labels [B, None]. An int: lists are cut to their first ``list_size`` items or padded to it; dense item
+        features are [B, list_size, ...] (padded with the spec's ``default_value``, else 0; a FixedLenFeature
+        without default is fine), VarLen ones SparseTensors [B, list_size, None], Ragged ones RaggedTensors
+        [B, list_size, None], and labels [B, list_size] with ``PADDING_LABEL`` (-1) at padded items.
       label_key: the item feature holding the relevance label; its spec is taken from ``example_feature_spec``,
         else ``tf.io.FixedLenFeature([1], tf.int64, default_value=-1)``. Labels are float32; an item without the
         label gets the spec's default (-1 by default: an invalid item).
