@@ -501,3 +501,10 @@ def test_shuffled_reading_gives_the_same_lists_in_a_seeded_order():
     assert first != in_file and sorted(first) == sorted(in_file)
     libsvm = _all(tfrank.data.read_libsvm(LIBSVM, NUM_FEATURES, shuffle=True, seed=5))[1].to_list()
     assert libsvm != in_file and sorted(libsvm) == sorted(in_file)
+
+
+def test_label_key_that_no_item_has_is_an_error_naming_the_file_and_the_fix():
+    # TF Ranking's numerical examples call the label "utility": the default "relevance" would make every item -1.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"No item in .*vali_numerical_elwc\.tfrecord has the "
+                                                             r"label feature `relevance`.*label_key="):  # fmt: skip
+        list(tfrank.data.read_elwc(str(NUMERICAL_ELWC), None, NUMERICAL_SPEC))

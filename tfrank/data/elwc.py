@@ -300,19 +300,24 @@ def _checked_records(path: tf.Tensor, count: tf.Tensor, context_feature_spec: Fe
     parsed again by ``parse_elwc``: parsing twice keeps one parse for training and serving.
     """
     example_spec, label_spec = _split_label_spec(example_feature_spec, label_key)
+    label_values = {label_key: tf.io.VarLenFeature(label_spec.dtype)}  # counts the labels present
 
-    def parsed_number(number: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def parsed_number(number: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, ...]:
         context, items, labels, _ = _parse_flat(tf.reshape(record, [1]), context_feature_spec, example_spec,
                                                 label_key, label_spec)  # fmt: skip
         # The parsed values go out (as their total size) so that the parse is not pruned as unused.
         parsed = [labels] + tf.nest.flatten((context, items), expand_composites=True)
-        return number, record, tf.add_n([tf.size(value, out_type=tf.int64) for value in parsed])
+        _, serialized_items, _ = _decode(tf.reshape(record, [1]))
+        present = tf.io.parse_example(tf.reshape(serialized_items, [-1]), label_values)[label_key]
+        has_label = tf.size(present.values) > 0
+        return number, record, tf.add_n([tf.size(value, out_type=tf.int64) for value in parsed]), has_label
 
-    end = tf.data.Dataset.from_tensors((count, tf.constant(b""), tf.constant(0, tf.int64)))
+    end = tf.data.Dataset.from_tensors((count, tf.constant(b""), tf.constant(0, tf.int64), tf.constant(False)))
     numbered = tf.data.TFRecordDataset(path).enumerate().map(plain(parsed_number)).ignore_errors().concatenate(end)
 
-    def check_next(expected: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor, tf.Tensor]):
-        number, record, _ = element
+    def check_next(state: tuple[tf.Tensor, tf.Tensor], element: tuple[tf.Tensor, ...]):
+        expected, any_label = state
+        number, record, _, has_label = element
         message = tf.strings.join([
             "Bad ELWC record in ", path, ": record ", tf.strings.as_string(expected), " (counting from 0) is not a "
             f"{ELWC_MESSAGE} whose features match context_feature_spec and example_feature_spec (wrong message "
@@ -320,10 +325,16 @@ def _checked_records(path: tf.Tensor, count: tf.Tensor, context_feature_spec: Fe
             "the record.",
         ])  # fmt: skip
         ok = tf.debugging.Assert(tf.equal(number, expected), [message], summarize=1)
-        with tf.control_dependencies([ok]):
-            return number + 1, (tf.identity(number), record)
+        # A wrong label_key would silently make every item invalid (label -1): no item of the file has the label.
+        no_label = tf.strings.join([
+            "No item in ", path, f" has the label feature `{label_key}`: every item would be padding (label -1). "
+            "Pass label_key= the name of the label feature of the items (TF Ranking numerical examples: `utility`).",
+        ])  # fmt: skip
+        labelled = tf.debugging.Assert((number < count) | any_label | (count == 0), [no_label], summarize=1)
+        with tf.control_dependencies([ok, labelled]):
+            return (number + 1, any_label | has_label), (tf.identity(number), record)
 
-    checked = numbered.scan(tf.constant(0, tf.int64), plain(check_next))
+    checked = numbered.scan((tf.constant(0, tf.int64), tf.constant(False)), plain(check_next))
     return checked.filter(plain(lambda number, record: number < count)).map(plain(lambda number, record: record))
 
 
