@@ -357,6 +357,8 @@ def read_elwc(file_pattern: str | Sequence[str], context_feature_spec: FeatureSp
         on its own for it). False: records are not checked, and such a record stops iteration with the parse op's
         error, which names neither.
 
+    The record headers of each file are read once here (seeking past the records) to find a truncated file.
+
     Raises:
       FileNotFoundError: no file matches. ValueError: a truncated file (named, with its record), a bad argument.
       Iterating raises InvalidArgumentError naming the file and record of a record that is not an ELWC matching
@@ -387,7 +389,6 @@ def read_elwc(file_pattern: str | Sequence[str], context_feature_spec: FeatureSp
 
     batches = records.batch(batch_size, drop_remainder=drop_remainder).enumerate()
     return batches.map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
