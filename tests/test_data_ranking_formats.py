@@ -508,3 +508,18 @@ def test_label_key_that_no_item_has_is_an_error_naming_the_file_and_the_fix():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"No item in .*vali_numerical_elwc\.tfrecord has the "
                                                              r"label feature `relevance`.*label_key="):  # fmt: skip
         list(tfrank.data.read_elwc(str(NUMERICAL_ELWC), None, NUMERICAL_SPEC))
+
+
+def test_parse_elwc_runs_in_a_reloaded_saved_model_signature(tmp_path):
+    spec = {name: NUMERICAL_SPEC[name] for name in ("custom_features_1", "custom_features_84")}
+    module = tf.Module()
+    module.parse = tf.function(
+        lambda serialized: tfrank.data.parse_elwc(serialized, None, spec, list_size=4, label_key="utility")[1],
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )  # fmt: skip
+    tf.saved_model.save(module, str(tmp_path / "parser"), signatures={"serving_default": module.parse})
+    records = _records(NUMERICAL_ELWC)
+    reloaded = tf.saved_model.load(str(tmp_path / "parser"))
+    served = reloaded.signatures["serving_default"](tf.constant(records))
+    expected = tfrank.data.parse_elwc(records, None, spec, list_size=4, label_key="utility")[1]
+    np.testing.assert_array_equal(list(served.values())[0].numpy(), expected.numpy())
