@@ -9,9 +9,12 @@ lists = tfrank.data.stream_lists(ratings, sorted_by_user=False)   # the same lis
 
 movies = tfrank.data.load_movie_features("100k")       # side features (tfrank.data.features), numpy columns by id
 history = tfrank.data.history_features(train, movies)  # per-user and per-movie statistics of the training split
+
+TF Ranking's formats (tfrank.data.elwc, tfrank.data.libsvm): read_elwc / parse_elwc / write_elwc, read_libsvm.
 """
 
 from tfrank.data import synthetic
+from tfrank.data.elwc import parse_elwc, read_elwc, write_elwc
 from tfrank.data.features import (
     AGE_BUCKETS_1M,
     MOVIE_HISTORY_KEYS,
@@ -23,6 +26,7 @@ from tfrank.data.features import (
     load_movie_features,
     load_user_features,
 )
+from tfrank.data.libsvm import read_libsvm
 from tfrank.data.lists import batch_lists, from_memory, sample_lists, split
 from tfrank.data.movielens import GENRES, VARIANTS, MovieLensUnavailableError, load_movies, load_ratings
 from tfrank.data.streaming import stream_lists, stream_lists_sharded, stream_ratings, stream_split
@@ -44,6 +48,9 @@ __all__ = [
     "load_movies",
     "load_ratings",
     "load_user_features",
+    "parse_elwc",
+    "read_elwc",
+    "read_libsvm",
     "sample_lists",
     "split",
     "stream_lists",
@@ -51,4 +58,5 @@ __all__ = [
     "stream_ratings",
     "stream_split",
     "synthetic",
+    "write_elwc",
 ]
