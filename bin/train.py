@@ -71,6 +71,9 @@ flags.DEFINE_string("distribution_strategy", _DEFAULTS.distribution_strategy,
                     "ps task serves until it is stopped. --batch_size is the global batch.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: only errors; 1: progress (one line per epoch when stdout "
                      "is not a terminal) and the results table.")
+flags.DEFINE_string("model", _DEFAULTS.model, f"Ranking model: {', '.join(training.MODELS)}. features: ids, "
+                    "regularised biases and embeddings, and feature tables built from the training ratings and the "
+                    "movies' genres; tutorial: the Keras-RS tutorial's model (ids only).")
 
 def main(argv):
     if len(argv) > 1:
@@ -87,7 +90,7 @@ def main(argv):
         batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
         export_dir=FLAGS.export_dir, verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
-        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy)
+        overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy, model=FLAGS.model)
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.

@@ -43,7 +43,7 @@ from tensorflow.core.framework import summary_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.training import checkpoint_state_pb2
 
-from tfrank import _processes, distribute, models
+from tfrank import _processes, distribute, feature_models, models
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
 from tfrank import losses as tfrank_losses
@@ -54,6 +54,11 @@ from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH
 SYNTHETIC = "synthetic"
 DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m", SYNTHETIC)
 OPTIMIZERS = ("adagrad", "adam", "sgd")
+# --model: "tutorial" is tfrank.models.RankingModel (the Keras-RS tutorial's); "features" is
+# tfrank.feature_models.FeatureRankingModel over ids and feature tables built from the training ratings.
+TUTORIAL_MODEL = "tutorial"
+FEATURE_MODEL = "features"
+MODELS = (TUTORIAL_MODEL, FEATURE_MODEL)
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "mrr", "map")
 # Adagrad learning rates when none is given. TF-Ranking-exact ranking losses average over list items, so they are
 # list_size times smaller than Keras-RS's per-list sums and under-train at the tutorial's 0.1; pointwise losses
@@ -142,6 +147,9 @@ class TrainConfig:
         or ``parameter_server`` (asynchronous steps of the ``TF_CONFIG`` workers, coordinated by its chief);
         ``batch_size`` is the global batch, split evenly over synchronous replicas. A run may be resumed under
         another strategy.
+      model: ``features`` (:class:`tfrank.feature_models.FeatureRankingModel`: ids, biases and feature tables
+        built from the training ratings and the movies' genres) or ``tutorial`` (:class:`tfrank.models.RankingModel`,
+        the Keras-RS tutorial's).
     """
 
     loss: Tuple[str, ...] = ("pairwise_hinge",)
@@ -165,6 +173,7 @@ class TrainConfig:
     deterministic: bool = True
     overwrite: bool = False
     distribution_strategy: str = distribute.OFF
+    model: str = FEATURE_MODEL
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field, its value and what is allowed."""
@@ -181,6 +190,8 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r}: must be one of {', '.join(DATASETS)}")
         distribute.check_name(self.distribution_strategy)
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r}: must be one of {', '.join(MODELS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r}: must be one of {', '.join(OPTIMIZERS)}")
         for field, minimum in (("list_size", 1), ("num_lists_per_user", 1), ("eval_lists_per_user", 1),
@@ -213,6 +224,8 @@ class RankingData:
     user_vocabulary: np.ndarray
     movie_vocabulary: np.ndarray
     batch_size: int
+    # The feature model's tables, built from the training ratings (feature_models.feature_tables); None otherwise.
+    feature_tables: Optional[feature_models.FeatureTables] = None
 
     @property
     def num_train_lists(self) -> int:
@@ -309,11 +322,56 @@ def prepare_data(config: TrainConfig) -> RankingData:
         raise ValueError(f"no training lists: no user has list_size={config.list_size} training ratings; "
                          "lower --list_size or check the ratings source")
     train_features, train_labels = everything[0]
+    tables = None
+    if config.model == FEATURE_MODEL:  # from the training split only: the tables are model inputs
+        tables = _feature_tables(config, train_ratings, user_vocabulary, movie_vocabulary)
     return RankingData(
         train_features=dict(train_features), train_labels=train_labels,
         val=lists(val_ratings, config.eval_lists_per_user, config.seed + 1, config.batch_size),
         test=lists(test_ratings, config.eval_lists_per_user, config.seed + 2, config.batch_size),
-        user_vocabulary=user_vocabulary, movie_vocabulary=movie_vocabulary, batch_size=config.batch_size)
+        user_vocabulary=user_vocabulary, movie_vocabulary=movie_vocabulary, batch_size=config.batch_size,
+        feature_tables=tables)
+
+
+def _feature_tables(config: TrainConfig, train_ratings: tf.data.Dataset, user_vocabulary: np.ndarray,
+                    movie_vocabulary: np.ndarray) -> feature_models.FeatureTables:
+    """The feature model's tables from the batched training ratings and the movies' genres.
+
+    Generated ratings (``synthetic``) have no movies file, so their tables have no genre columns.
+    """
+    batches = list(train_ratings.as_numpy_iterator())
+    columns = {key: np.concatenate([batch[key] for batch in batches] + [np.zeros([0], dtype)])
+               for key, dtype in (("user_id", np.int64), ("movie_id", np.int64), ("user_rating", np.float32))}
+    genres, genre_movie_ids = None, None
+    if config.dataset != SYNTHETIC:
+        movies = tfrank_data.load_movies(config.variant, source=config.movielens_path,
+                                         data_dir=config.tfds_data_dir)
+        genre_movie_ids, names = [], []
+        for batch in movies.ragged_batch(4096).as_numpy_iterator():
+            genre_movie_ids.append(batch["movie_id"])
+            genre_names = batch["movie_genres"]  # a RaggedTensorValue, or an object array of arrays
+            names.extend(genre_names.to_list() if hasattr(genre_names, "to_list") else map(list, genre_names))
+        genre_movie_ids = np.concatenate(genre_movie_ids) if genre_movie_ids else np.zeros([0], np.int64)
+        genres = feature_models.genre_matrix(genre_movie_ids, names)
+    return feature_models.feature_tables(columns["user_id"], columns["movie_id"], columns["user_rating"],
+                                         user_vocabulary, movie_vocabulary, genres=genres,
+                                         genre_movie_ids=genre_movie_ids, factor_dim=config.embedding_dim,
+                                         seed=config.seed)
+
+
+def build_model(config: TrainConfig, ranking_data: "RankingData") -> keras.Model:
+    """The ranking model ``config.model`` names, over ``ranking_data``'s vocabularies (and feature tables)."""
+    if config.model == TUTORIAL_MODEL:
+        return models.RankingModel(ranking_data.user_vocabulary, ranking_data.movie_vocabulary,
+                                   embedding_dim=config.embedding_dim)
+    if config.model == FEATURE_MODEL:
+        if ranking_data.feature_tables is None:
+            raise ValueError(f"model={config.model!r}: the data has no feature tables; build it with "
+                             "prepare_data(config) for this config")
+        return feature_models.FeatureRankingModel(
+            ranking_data.user_vocabulary, ranking_data.movie_vocabulary, embedding_dim=config.embedding_dim,
+            tables=ranking_data.feature_tables)
+    raise ValueError(f"model={config.model!r}: must be one of {', '.join(MODELS)}")
 
 
 def default_learning_rate(loss: keras.losses.Loss) -> float:
@@ -378,8 +436,7 @@ class _Trainer:
         self.loss_name = loss_name
         with strategy.scope():
             keras.utils.set_random_seed(config.seed)
-            self.model = models.RankingModel(ranking_data.user_vocabulary, ranking_data.movie_vocabulary,
-                                             embedding_dim=config.embedding_dim)
+            self.model = build_model(config, ranking_data)
             self.loss = tfrank_losses.get(loss_name)
             learning_rate = config.learning_rate
             if learning_rate is None and config.optimizer == "adagrad":
@@ -409,6 +466,8 @@ class _Trainer:
             with tf.GradientTape() as tape:
                 scores = self.model(features, training=True)
                 loss = self.loss(labels, scores)
+                if hasattr(self.model, "penalty"):  # regularisation of the rows the batch reads
+                    loss = loss + self.model.penalty(features)
                 if global_lists is not None:
                     # The loss is a mean over this replica's slice; weighted by the slice's share of the global
                     # batch, the replicas' summed gradients are those of the global batch's mean.
