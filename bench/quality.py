@@ -332,7 +332,8 @@ def print_table(summary: dict, args: argparse.Namespace, picked: list[dict], con
     print("prior: each movie's mean training rating (not shrunk); baselines fit on the training ratings only, "
           "hyperparameters by validation RMSE")
     for name, overrides in configs.items():
-        print(f"config {name}: " + (", ".join(f"{k}={v}" for k, v in overrides.items()) or "bin/train.py defaults"))
+        changes = ", ".join(f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in overrides.items())
+        print(f"config {name}: bin/train.py's defaults" + (f" with {changes}" if changes else ""))
     for name in picked[0]:
         print(f"{name} picked: " + "; ".join(
             f"seed {seed} " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -435,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
                 if name in rows:
                     per_seed.setdefault(name, []).append(rows[name])
             print(f"seed {seed} done", file=sys.stderr, flush=True)
+    train_configs = {name: dataclasses.asdict(dataclasses.replace(base, **overrides, export_dir=None))
+                     for name, overrides in configs.items()}  # the last seed's; the seed is the only difference
     summary = summarise(per_seed, args.bootstrap_samples)
     print_table(summary, args, picked, configs)
     if args.json:
@@ -442,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
             json.dump({"dataset": args.dataset, "seeds": args.seed_list, "prior": PRIOR,
                        "protocols": {name: {"lists": title, "metric": metric} for name, (title, metric, _)
                                      in PROTOCOLS.items()},
-                       "configs": configs, "picked": picked, "rows": summary}, f, indent=2)
+                       "configs": configs, "train_configs": train_configs, "picked": picked, "rows": summary},
+                      f, indent=2)
     if args.chart:
         write_chart(summary, args.chart, f"{args.dataset}, seeds {args.seeds}")
 
