@@ -435,7 +435,10 @@ def main(argv: list[str] | None = None) -> None:
             for name in _baseline_names():
                 if name in rows:
                     per_seed.setdefault(name, []).append(rows[name])
-            print(f"seed {seed} done", file=sys.stderr, flush=True)
+            done = {name: seeds[-1] for name, seeds in per_seed.items()}
+            print(f"seed {seed}: " + "; ".join(
+                f"{name} " + " ".join(f"{np.sum(v * w) / np.sum(w):.4f}" for v, w in row.values())
+                for name, row in done.items()), file=sys.stderr, flush=True)
     train_configs = {name: dataclasses.asdict(dataclasses.replace(base, **overrides, export_dir=None))
                      for name, overrides in configs.items()}  # the last seed's; the seed is the only difference
     summary = summarise(per_seed, args.bootstrap_samples)

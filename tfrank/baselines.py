@@ -358,12 +358,13 @@ def paired_bootstrap(differences: Sequence[np.ndarray], weights: Sequence[np.nda
             raise ValueError(f"differences and weights of a seed have shapes {d.shape} and {w.shape} (total weight "
                              f"{w.sum()}): pass 1-D arrays of one length with a positive total weight")
         observed.append(float(np.sum(d * w) / np.sum(w)))
-        chunk = max(1, 2_000_000 // len(d))  # bounds the [resamples, lists] count matrix
+        chunk = max(1, 2_000_000 // len(d))  # bounds the [resamples, lists] index matrix
         for begin in range(0, num_resamples, chunk):
             size = min(chunk, num_resamples - begin)
-            counts = rng.multinomial(len(d), np.full(len(d), 1.0 / len(d)), size=size)
-            total = counts @ w
-            resampled[begin:begin + size] += np.divide(counts @ (d * w), total, out=np.zeros(size), where=total > 0)
+            drawn = rng.integers(0, len(d), size=(size, len(d)))
+            total = np.take(w, drawn).sum(axis=1)
+            resampled[begin:begin + size] += np.divide(np.take(d * w, drawn).sum(axis=1), total, out=np.zeros(size),
+                                                       where=total > 0)
     resampled /= len(differences)
     low, high = np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(np.mean(observed)), float(low), float(high)
