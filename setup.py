@@ -26,6 +26,7 @@ setup(
         "tensorboard": ["tensorboard>=2.21,<2.22"],
         # tensorboard: the tests run README's `tensorboard --logdir` command on a real run.
         "test": ["pytest", "ruff", "tensorboard>=2.21,<2.22"],
-        "bench": ["keras-rs", "psutil"],
+        # matplotlib: bench/quality.py --chart.
+        "bench": ["keras-rs", "psutil", "matplotlib"],
     },
 )
