@@ -72,7 +72,7 @@ def cached_csv(cache_dir: pathlib.Path, num_ratings: int) -> pathlib.Path:
 def train_command(csv_dir: pathlib.Path, model_dir: pathlib.Path, extra: list[str]) -> list[str]:
     return [
         sys.executable, str(REPO / "bin" / "train.py"), "--dataset=movielens/25m", f"--movielens_path={csv_dir}",
-        "--epochs=1", f"--loss={LOSS}", f"--model_dir={model_dir}", "--verbose=1", *extra,
+        "--epochs=1", f"--loss={LOSS}", "--model=tutorial", f"--model_dir={model_dir}", "--verbose=1", *extra,
     ]  # fmt: skip
 
 

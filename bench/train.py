@@ -2,7 +2,8 @@
 
 Both run as fresh processes on the same machine, in turn, on local MovieLens 100K files:
 - Keras-RS: bench/tutorial_keras_rs.py (the tutorial's steps; one model, pairwise hinge).
-- tfrank: python bin/train.py --loss=pairwise_hinge (data, 5 epochs, validation and test evaluation, export).
+- tfrank: python bin/train.py --model=tutorial --loss=pairwise_hinge (the tutorial's model; data, 5 epochs,
+  validation and test evaluation, export).
 
     python bench/train.py --movielens_path=../shared/data/ml-100k [--repeats=3]
 """
@@ -37,7 +38,7 @@ def run_keras_rs(path, env):
 
 def run_tfrank(path, env):
     with tempfile.TemporaryDirectory() as root:
-        seconds, _ = _timed(["bin/train.py", "--loss=pairwise_hinge", f"--movielens_path={path}",
+        seconds, _ = _timed(["bin/train.py", "--model=tutorial", "--loss=pairwise_hinge", f"--movielens_path={path}",
                              f"--model_dir={root}/model", f"--export_dir={root}/export"], env)
         results = json.loads(pathlib.Path(root, "model", "results.json").read_text())["pairwise_hinge"]
     return seconds, results["data_seconds"], results["train_lists_per_second"], results["test"]["ndcg@5"]
