@@ -36,7 +36,7 @@ seeds and its difference to the prior with the bootstrap CI, then the hyperparam
 :mod:`tfrank.data.synthetic`) as ml-25m-format files into a temporary folder and trains on them as
 ``movielens/25m``: the ml-1m protocol when the ml-1m files are absent.
 
-    python bench/quality.py --movielens_path=../shared/data/ml-100k --config=tutorial=loss:pairwise_hinge
+    python bench/quality.py --movielens_path=../shared/data/ml-100k --config=tutorial=model:tutorial
     python bench/quality.py --losses=pairwise_hinge,softmax --seeds=42,43 --json=/tmp/quality.json
     python bench/quality.py --dataset=synthetic-1m --seeds=42,43,44 --chart=/tmp/quality.png
 """

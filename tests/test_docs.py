@@ -11,6 +11,7 @@ what it runs:
   packages alone; each is named below with the test or reason that covers it, and an unknown command fails.
 """
 
+import math
 import os
 import re
 import shlex
@@ -21,7 +22,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from tfrank import distribute
+from tfrank import distribute, losses
 
 DOCUMENTS = ("README.md", "BUILD.md")
 # Commands that run tools this machine's packages do not provide, with what covers them instead.
@@ -95,6 +96,21 @@ def test_readme_python_example_gives_tf_rankings_values():
     assert abs(float(namespace["loss"](labels, scores)) - 1.7 / 3) < 1e-6
     # The relevant movie is ranked 2nd of 2: DCG = 1 / log2(3), ideal DCG = 1 -> 0.63093.
     assert abs(float(namespace["ndcg"](labels, scores)) - 0.6309298) < 1e-6
+
+
+def test_readme_tf_ranking_example_runs_with_tfrank_as_tfr():
+    (_, example, *_) = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S)
+    assert "import tfrank as tfr" in example
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102
+    labels, scores = namespace["labels"], namespace["scores"]
+    assert isinstance(namespace["loss"], losses.SoftmaxLoss)
+    assert isinstance(namespace["hinge"], losses.PairwiseHingeLoss)
+    # Softmax cross-entropy of the one relevant item: -log(e^0.2 / (e^0.2 + e^0.9)) = log(1 + e^0.7).
+    assert abs(float(namespace["loss"](labels, scores)) - math.log1p(math.exp(0.7))) < 1e-6
+    assert abs(float(namespace["hinge"](labels, scores)) - 1.7 / 3) < 1e-6
+    assert abs(float(namespace["ndcg"](labels, scores)) - 0.6309298) < 1e-6
+    assert [metric.name for metric in namespace["metrics"]][:3] == ["metric/ndcg_1", "metric/ndcg_3", "metric/ndcg_5"]
 
 
 def test_every_command_in_the_documents_is_covered():
