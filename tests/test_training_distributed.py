@@ -196,8 +196,8 @@ def test_parameter_server_cluster_reaches_the_quality_of_one_process(processes, 
 # The tutorial job (MovieLens 100K, pairwise hinge, Adagrad with weight averaging) on fewer lists and epochs, in
 # batches small enough for a hundred asynchronous steps, whose order then moves the quality little; three
 # test lists per user, so that the quality comparison is not down to a few users.
-TUTORIAL_FLAGS = ["--num_lists_per_user=20", "--batch_size=256", "--epochs=3", "--eval_lists_per_user=3",
-                  "--metrics=ndcg@5,mrr", "--verbose=1"]
+TUTORIAL_FLAGS = ["--model=tutorial", "--num_lists_per_user=20", "--batch_size=256", "--epochs=3",
+                  "--eval_lists_per_user=3", "--metrics=ndcg@5,mrr", "--verbose=1"]
 _TABLES = ("ranking_model/movie_embedding/embeddings", "ranking_model/user_embedding/embeddings")
 
 
