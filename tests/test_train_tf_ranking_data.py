@@ -73,6 +73,8 @@ _SERVE_WITHOUT_TFRANK = textwrap.dedent("""
         outputs = loaded.signatures[name](inputs=records)
         result[name] = outputs["outputs"].numpy().tolist()
         result[name + ":scores"] = outputs["scores"].numpy().tolist()
+    items = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(sys.argv[3])])
+    result["regress"] = loaded.signatures["tensorflow/serving/regress"](inputs=items)["outputs"].numpy().tolist()
     with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as session:
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_path)
         signature = meta.signature_def["serving_default"]
@@ -84,10 +86,16 @@ _SERVE_WITHOUT_TFRANK = textwrap.dedent("""
 
 
 def _serve_without_tfrank(export_path: str, records_path: str, tmp_path) -> dict:
+    """What the export gives for the ELWC lists in ``records_path``, their items alone for ``regress``."""
     script = tmp_path / "serve.py"
     script.write_text(_SERVE_WITHOUT_TFRANK)
+    items_path = str(tmp_path / "items.tfrecord")
+    with tf.io.TFRecordWriter(items_path) as writer:
+        for record in tf.data.TFRecordDataset(records_path):
+            for item in elwc.elwc_message_class().FromString(record.numpy()).examples:
+                writer.write(item.SerializeToString())
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL")}
-    process = subprocess.run([sys.executable, str(script), export_path, records_path], capture_output=True,
+    process = subprocess.run([sys.executable, str(script), export_path, records_path, items_path], capture_output=True,
                              text=True, env=env, cwd=str(tmp_path), timeout=600)
     assert process.returncode == 0, process.stderr
     return json.loads(process.stdout.strip().splitlines()[-1])
@@ -135,13 +143,14 @@ def test_exported_model_serves_elwc_without_tfrank_and_reproduces_test_metric(tr
             for row in range(labels.shape[0])])
     served = _serve_without_tfrank(export_path, records, tmp_path)
     assert not served["tfrank_imported"]
-    assert served["signatures"] == ["serving_default", "tensorflow/serving/predict"]
+    assert served["signatures"] == ["serving_default", "tensorflow/serving/predict", "tensorflow/serving/regress"]
     assert served["feature_names"] == file_input.feature_names(dataset, NUM_FEATURES)
     scores = np.array(served["serving_default"])
     assert scores.shape == vali_labels.shape
     np.testing.assert_array_equal(scores == PADDING_SCORE, vali_labels < 0)
     for other in ("tensorflow/serving/predict", "serving_default:scores", "session"):
         np.testing.assert_allclose(np.array(served[other]), scores, rtol=1e-6)
+    np.testing.assert_allclose(np.array(served["regress"]), scores[vali_labels >= 0], rtol=1e-5, atol=1e-6)
     assert _ndcg5(vali_labels, scores) == pytest.approx(results["test"]["ndcg@5"], abs=1e-6)
 
 
@@ -166,6 +175,7 @@ def test_export_scores_equal_the_keras_models_on_elwc_built_in_the_test(tmp_path
     expected = model({**{name: tf.constant(values[..., i:i + 1]) for i, name in enumerate(names)},
                       dnn_models.MASK_FEATURE: tf.constant(mask)}).numpy()
     np.testing.assert_allclose(np.array(served["serving_default"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(served["regress"]), expected[mask], rtol=1e-5, atol=1e-6)
     assert np.all(np.array(served["serving_default"])[~mask] == PADDING_SCORE)
 
 

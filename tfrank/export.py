@@ -20,6 +20,9 @@ is exported with TF Ranking's serving contract instead, the ``predict`` signatur
     float32 ``[batch, max_list_size]``, one score per item in the order of the items, ``PADDING_SCORE`` past the end
     of a shorter list. ELWC is parsed in-graph (:func:`tfrank.data.parse_elwc`); context features and other item
     features are ignored. The feature names are saved as the string variable ``feature_names``.
+  - ``tensorflow/serving/regress`` (TF Ranking's ``regress``): ``inputs`` string ``[batch]`` of serialized
+    ``tf.train.Example`` protos, one item each -> ``outputs`` float32 ``[batch]``, each item's score (the same as in
+    a list: items are scored independently).
 
 The training vocabularies are saved as int64 variables ``user_vocabulary`` and ``movie_vocabulary`` (when the model
 has them, as ``RankingModel`` does): ``tf.saved_model.load(path).movie_vocabulary.numpy()``, or :func:`vocabularies`.
@@ -46,6 +49,7 @@ SERVING_SIGNATURE = "serving_default"
 TF_EXAMPLE_SIGNATURE = "tf_example"
 # TF Ranking's names (tfr.keras.saved_model.Signatures' predict): the signature key, its input and its output.
 PREDICT_SIGNATURE = "tensorflow/serving/predict"
+REGRESS_SIGNATURE = "tensorflow/serving/regress"
 ELWC_INPUT = "inputs"
 ELWC_OUTPUT = "outputs"
 _TMP_PREFIX = ".tmp-"  # TF Serving only loads integer folders, so an export in progress is invisible to it.
@@ -176,8 +180,16 @@ def _elwc_signatures(model: DNNRankingModel) -> dict[str, Any]:
         scores = model(features, training=False).to_tensor(default_value=PADDING_SCORE)
         return {ELWC_OUTPUT: scores, "scores": tf.identity(scores)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ELWC_INPUT)], autograph=False)
+    def score_items(inputs):
+        items = tf.io.parse_example(inputs, feature_spec)
+        # Each item as a list of one: [batch, 1, 1] features give [batch, 1] scores.
+        scores = model({name: values[:, tf.newaxis, :] for name, values in items.items()}, training=False)
+        return {ELWC_OUTPUT: tf.reshape(scores, [-1])}
+
     function = score_lists.get_concrete_function()
-    return {SERVING_SIGNATURE: function, PREDICT_SIGNATURE: function}
+    return {SERVING_SIGNATURE: function, PREDICT_SIGNATURE: function,
+            REGRESS_SIGNATURE: score_items.get_concrete_function()}
 
 
 def _version_folders(export_dir: str) -> dict[int, str]:
