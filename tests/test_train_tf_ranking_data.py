@@ -233,3 +233,12 @@ def test_bad_flags_fail_in_one_line(args, message):
     assert process.returncode == 1
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train.py: error: ") and message in lines[0], process.stderr
+
+
+def test_a_run_on_other_files_does_not_resume_this_one(tmp_path):
+    fields = dict(dataset=file_input.LIBSVM, train_path=LIBSVM_FILE, valid_path=LIBSVM_FILE, test_path=LIBSVM_FILE,
+                  num_features=NUM_FEATURES, model_dir=str(tmp_path))
+    stored = training._identity(training.TrainConfig(**fields))
+    other = training.TrainConfig(**{**fields, "train_path": str(tmp_path / "other.txt")})
+    with pytest.raises(training.RunMismatchError, match="--train_path=.*other.txt"):
+        training._check_same_run(other, stored, str(tmp_path / training.RUN_CONFIG_FILE))
