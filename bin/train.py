@@ -96,7 +96,7 @@ def main(argv):
     # Empty means TFDS, also when $TFRANK_MOVIELENS_DIR is set (the library would fall back to it).
     movielens_path = FLAGS.movielens_path or "tfds"
     if FLAGS.dataset in (training.SYNTHETIC, *file_input.DATASETS) and not FLAGS["movielens_path"].present:
-        movielens_path = None  # $TFRANK_MOVIELENS_DIR does not apply to generated ratings
+        movielens_path = None  # $TFRANK_MOVIELENS_DIR does not apply to generated ratings or to data files
     config = training.TrainConfig(
         loss=tuple(FLAGS.loss), metrics=tuple(FLAGS.metrics), dataset=FLAGS.dataset, movielens_path=movielens_path,
         tfds_data_dir=FLAGS.tfds_data_dir, list_size=FLAGS.list_size, num_lists_per_user=FLAGS.num_lists_per_user,

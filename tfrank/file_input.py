@@ -21,6 +21,7 @@ from tfrank import data as tfrank_data
 from tfrank.data._tfdata import plain
 from tfrank.dnn_models import MASK_FEATURE
 from tfrank.ops import PADDING_LABEL
+from tfrank.stream_input import MEMORY
 
 LIBSVM = "libsvm"
 ELWC = "elwc"
@@ -59,9 +60,9 @@ def check_config(dataset: str, paths: Dict[str, Optional[str]], num_features: Op
     if dataset == ELWC and not label_key:
         raise ValueError(f"label_key is empty: name the items' label feature (TF Ranking's examples: "
                          f"{DEFAULT_LABEL_KEY})")
-    if input_name != "memory":
+    if input_name != MEMORY:
         raise ValueError(f"input={input_name} with dataset={dataset}: the lists of a file are read into memory; use "
-                         "input=memory")
+                         f"input={MEMORY}")
 
 
 def example_feature_spec(names: List[str]) -> Dict[str, tf.io.FixedLenFeature]:
