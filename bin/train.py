@@ -12,7 +12,7 @@ import _quiet_tensorflow  # noqa: E402  (first: TensorFlow without start-up nois
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from tfrank import distribute, losses, metrics, stream_input, training  # noqa: E402
+from tfrank import distribute, file_input, losses, metrics, stream_input, training  # noqa: E402
 from tfrank.data import MovieLensUnavailableError  # noqa: E402
 
 _DEFAULTS = training.TrainConfig()
@@ -78,6 +78,16 @@ flags.DEFINE_enum("input", _DEFAULTS.input, list(stream_input.INPUTS),
 flags.DEFINE_string("model", _DEFAULTS.model, f"Ranking model: {', '.join(training.MODELS)}. features: ids, "
                     "regularised biases and embeddings, and feature tables built from the training ratings and the "
                     "movies' genres; tutorial: the Keras-RS tutorial's model (ids only).")
+flags.DEFINE_string("train_path", _DEFAULTS.train_path, "--dataset=libsvm: a LibSVM/LETOR text file; "
+                    "--dataset=elwc: TFRecord files of ELWC protos (a glob). The training lists, cut or padded to "
+                    "--list_size.")
+flags.DEFINE_string("valid_path", _DEFAULTS.valid_path, "--dataset=libsvm|elwc: the validation lists (whole).")
+flags.DEFINE_string("test_path", _DEFAULTS.test_path, "--dataset=libsvm|elwc: the test lists (whole).")
+flags.DEFINE_integer("num_features", _DEFAULTS.num_features, "--dataset=libsvm|elwc: the number of per-item "
+                     "numerical features (LibSVM indices 1..N; 136 for MSLR-WEB and TF Ranking's examples).")
+flags.DEFINE_string("feature_prefix", _DEFAULTS.feature_prefix, "--dataset=elwc: the items' numerical features are "
+                    "<feature_prefix>1 ... <feature_prefix><num_features>.")
+flags.DEFINE_string("label_key", _DEFAULTS.label_key, "--dataset=elwc: the items' int64 label feature.")
 
 def main(argv):
     if len(argv) > 1:
@@ -85,8 +95,8 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)  # Keeps SavedModel's INFO and TensorFlow's warnings out of the output.
     # Empty means TFDS, also when $TFRANK_MOVIELENS_DIR is set (the library would fall back to it).
     movielens_path = FLAGS.movielens_path or "tfds"
-    if FLAGS.dataset == training.SYNTHETIC and not FLAGS["movielens_path"].present:
-        movielens_path = None  # $TFRANK_MOVIELENS_DIR does not apply to generated ratings
+    if FLAGS.dataset in (training.SYNTHETIC, *file_input.DATASETS) and not FLAGS["movielens_path"].present:
+        movielens_path = None  # $TFRANK_MOVIELENS_DIR does not apply to generated ratings or to data files
     config = training.TrainConfig(
         loss=tuple(FLAGS.loss), metrics=tuple(FLAGS.metrics), dataset=FLAGS.dataset, movielens_path=movielens_path,
         tfds_data_dir=FLAGS.tfds_data_dir, list_size=FLAGS.list_size, num_lists_per_user=FLAGS.num_lists_per_user,
@@ -95,7 +105,8 @@ def main(argv):
         optimizer=FLAGS.optimizer, ema_momentum=FLAGS.ema_momentum, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
         export_dir=FLAGS.export_dir, verbose=FLAGS.verbose, deterministic=FLAGS.deterministic,
         overwrite=FLAGS.overwrite, distribution_strategy=FLAGS.distribution_strategy, input=FLAGS.input,
-        model=FLAGS.model)
+        model=FLAGS.model, train_path=FLAGS.train_path, valid_path=FLAGS.valid_path, test_path=FLAGS.test_path,
+        num_features=FLAGS.num_features, feature_prefix=FLAGS.feature_prefix, label_key=FLAGS.label_key)
     try:
         config.validate()
     except ValueError as error:  # Config fields are named after the flags.

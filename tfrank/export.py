@@ -12,6 +12,18 @@ Ids not seen in training get finite scores (the model's out-of-vocabulary row); 
 either signature) get ``PADDING_SCORE`` = -1e9. ``serving_default`` fails with an ``InvalidArgumentError`` naming both
 inputs and their shapes when they are not ``[batch]`` and ``[batch, list_size]`` with the same batch.
 
+A :class:`tfrank.dnn_models.DNNRankingModel` (the model of TF Ranking's data, ``bin/train.py --dataset=libsvm|elwc``)
+is exported with TF Ranking's serving contract instead, the ``predict`` signature of ``tfr.keras.saved_model``:
+  - ``serving_default`` and ``tensorflow/serving/predict``: ``inputs`` string ``[batch]`` of serialized
+    ``tensorflow.serving.ExampleListWithContext`` protos, one list each, whose items carry the model's float features
+    (``feature_names``, one value each; an item without one reads 0) -> ``outputs`` and ``scores`` (the same tensor)
+    float32 ``[batch, max_list_size]``, one score per item in the order of the items, ``PADDING_SCORE`` past the end
+    of a shorter list. ELWC is parsed in-graph (:func:`tfrank.data.parse_elwc`); context features and other item
+    features are ignored. The feature names are saved as the string variable ``feature_names``.
+  - ``tensorflow/serving/regress`` (TF Ranking's ``regress``): ``inputs`` string ``[batch]`` of serialized
+    ``tf.train.Example`` protos, one item each -> ``outputs`` float32 ``[batch]``, each item's score (the same as in
+    a list: items are scored independently).
+
 The training vocabularies are saved as int64 variables ``user_vocabulary`` and ``movie_vocabulary`` (when the model
 has them, as ``RankingModel`` does): ``tf.saved_model.load(path).movie_vocabulary.numpy()``, or :func:`vocabularies`.
 The SavedModel holds only standard TensorFlow ops and loads without tfrank installed.
@@ -29,10 +41,17 @@ import numpy as np
 import tensorflow as tf
 
 from tfrank import _processes, layers
+from tfrank.data.elwc import parse_elwc
+from tfrank.dnn_models import DNNRankingModel
 from tfrank.ops import PADDING_SCORE
 
 SERVING_SIGNATURE = "serving_default"
 TF_EXAMPLE_SIGNATURE = "tf_example"
+# TF Ranking's names (tfr.keras.saved_model.Signatures' predict): the signature key, its input and its output.
+PREDICT_SIGNATURE = "tensorflow/serving/predict"
+REGRESS_SIGNATURE = "tensorflow/serving/regress"
+ELWC_INPUT = "inputs"
+ELWC_OUTPUT = "outputs"
 _TMP_PREFIX = ".tmp-"  # TF Serving only loads integer folders, so an export in progress is invisible to it.
 # .tmp-<version>-<host>-<pid>-<uuid>: the host and pid tell a later export whether the writer is still alive.
 _TMP_PATTERN = re.compile(r"^\.tmp-\d+-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{32}$")
@@ -148,6 +167,31 @@ def _serving_signatures(model: keras.Model) -> dict[str, Any]:
     }
 
 
+def _elwc_signatures(model: DNNRankingModel) -> dict[str, Any]:
+    """TF Ranking's ``predict`` signature over serialized ELWC, as ``serving_default`` and ``PREDICT_SIGNATURE``."""
+    feature_spec = {name: tf.io.FixedLenFeature([1], tf.float32, default_value=0.0) for name in model.feature_names}
+    # A label spec that no serving request needs: items without the label parse to -1, which is never read.
+    label_key = "__tfrank_unused_label__"
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ELWC_INPUT)], autograph=False)
+    def score_lists(inputs):
+        features, _ = parse_elwc(inputs, None, feature_spec, list_size=None, label_key=label_key)
+        # Ragged lists: each list is scored at its own length, then the scores are padded.
+        scores = model(features, training=False).to_tensor(default_value=PADDING_SCORE)
+        return {ELWC_OUTPUT: scores, "scores": tf.identity(scores)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=ELWC_INPUT)], autograph=False)
+    def score_items(inputs):
+        items = tf.io.parse_example(inputs, feature_spec)
+        # Each item as a list of one: [batch, 1, 1] features give [batch, 1] scores.
+        scores = model({name: values[:, tf.newaxis, :] for name, values in items.items()}, training=False)
+        return {ELWC_OUTPUT: tf.reshape(scores, [-1])}
+
+    function = score_lists.get_concrete_function()
+    return {SERVING_SIGNATURE: function, PREDICT_SIGNATURE: function,
+            REGRESS_SIGNATURE: score_items.get_concrete_function()}
+
+
 def _version_folders(export_dir: str) -> dict[int, str]:
     """``{version: folder name}`` for the integer folders under ``export_dir`` (TF Serving reads "007" as 7)."""
     if not os.path.isdir(export_dir):
@@ -215,7 +259,8 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
     export. An existing version is never overwritten.
 
     Args:
-      model: a ranking model taking ``{"user_id", "movie_id"}`` and returning scores, e.g. ``RankingModel``.
+      model: a ranking model taking ``{"user_id", "movie_id"}`` and returning scores, e.g. ``RankingModel``; or a
+        ``DNNRankingModel``, exported with the ELWC signatures (see the module's docstring).
       export_dir: the model base path; created if missing. Local filesystem (the rename must be atomic).
       version: an integer >= 1, or None for the next version.
 
@@ -238,7 +283,12 @@ def export_saved_model(model: keras.Model, export_dir: str, version: int | None 
         )
 
     model = _whole_copy(model)
-    state, signatures = _serving_state(model), _serving_signatures(model)
+    state = _serving_state(model)
+    if isinstance(model, DNNRankingModel):
+        state.feature_names = tf.Variable(model.feature_names, trainable=False, name="feature_names")
+        signatures = _elwc_signatures(model)
+    else:
+        signatures = _serving_signatures(model)
     # os.mkdir honours the umask (tempfile.mkdtemp would make it 0700, unreadable by a model server's own user) and
     # fails rather than reuse a folder.
     tmp_name = f"{_TMP_PREFIX}{version}-{_processes.host_id()}-{os.getpid()}-{uuid.uuid4().hex}"

@@ -195,3 +195,7 @@ class RankingModel(keras.Model):
             embedding_dim=self.embedding_dim,
         )
         return config
+
+
+# TF Ranking's data (ELWC, LibSVM) is ranked by features, not ids: that model lives in its own module.
+from tfrank.dnn_models import DNNRankingModel  # noqa: E402, F401

@@ -43,7 +43,7 @@ from tensorflow.core.framework import summary_pb2
 from tensorflow.python.framework import config as tf_config
 from tensorflow.python.training import checkpoint_state_pb2
 
-from tfrank import _processes, distribute, feature_models, models, stream_input
+from tfrank import _processes, distribute, dnn_models, feature_models, file_input, models, stream_input
 from tfrank import data as tfrank_data
 from tfrank import export as tfrank_export
 from tfrank import layers as tfrank_layers
@@ -53,7 +53,7 @@ from tfrank import optimizers as tfrank_optimizers
 from tfrank.data._tfdata import ALL_ROWS, ROWS_PER_BATCH
 
 SYNTHETIC = "synthetic"
-DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m", SYNTHETIC)
+DATASETS = ("movielens/100k", "movielens/1m", "movielens/20m", "movielens/25m", SYNTHETIC) + file_input.DATASETS
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 # --model: "tutorial" is tfrank.models.RankingModel (the Keras-RS tutorial's); "features" is
 # tfrank.feature_models.FeatureRankingModel over ids and feature tables built from the training ratings.
@@ -70,6 +70,9 @@ POINTWISE_LEARNING_RATE = 0.1
 # quality (BUILD.md). Pointwise losses are still improving fast at the last epoch, so the lagging average costs them
 # and they keep their last weights.
 RANKING_EMA_MOMENTUM = 0.99
+# Adagrad's learning rate for the DNN of libsvm and elwc runs, TF Ranking's in its DNN examples: the ranking losses'
+# 1.0 makes that network's losses jump by orders of magnitude from epoch to epoch.
+DNN_LEARNING_RATE = 0.05
 RESULTS_FILE = "results.json"
 RUN_CONFIG_FILE = "run_config.json"
 LOCK_FILE = "run.lock"
@@ -156,7 +159,14 @@ class TrainConfig:
       model: ``features`` (:class:`tfrank.feature_models.FeatureRankingModel`: a ridge factorisation of the
         training ratings plus an MLP over the movies' genres and the training ratings' per-user and per-movie
         statistics, all built from the training split only) or ``tutorial`` (:class:`tfrank.models.RankingModel`,
-        the Keras-RS tutorial's, ids only).
+        the Keras-RS tutorial's, ids only). Not used by ``libsvm`` and ``elwc``, whose model is always
+        :class:`tfrank.dnn_models.DNNRankingModel`.
+      train_path, valid_path, test_path: with ``dataset="libsvm"`` (a LibSVM/LETOR text file each) or ``"elwc"``
+        (TFRecord files of ELWC protos, a glob each): the training, validation and test lists
+        (:mod:`tfrank.file_input`); training lists are cut or padded to ``list_size``, evaluation lists are whole.
+      num_features: the per-item numerical features of ``libsvm`` and ``elwc`` data (feature indices 1..N).
+      feature_prefix: ELWC feature names are ``<feature_prefix>1`` ... ``<feature_prefix><num_features>``.
+      label_key: the ELWC items' int64 label feature.
     """
 
     loss: Tuple[str, ...] = ("pairwise_hinge",)
@@ -182,6 +192,12 @@ class TrainConfig:
     distribution_strategy: str = distribute.OFF
     input: str = stream_input.MEMORY
     model: str = FEATURE_MODEL
+    train_path: Optional[str] = None
+    valid_path: Optional[str] = None
+    test_path: Optional[str] = None
+    num_features: Optional[int] = None
+    feature_prefix: str = file_input.DEFAULT_FEATURE_PREFIX
+    label_key: str = file_input.DEFAULT_LABEL_KEY
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field, its value and what is allowed."""
@@ -197,6 +213,10 @@ class TrainConfig:
             raise ValueError(f"loss={','.join(self.loss)}: names a loss twice; name each loss once")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r}: must be one of {', '.join(DATASETS)}")
+        if self.dataset in file_input.DATASETS:
+            file_input.check_config(self.dataset, {field: getattr(self, field) for field in
+                                                   ("train_path", "valid_path", "test_path")},
+                                    self.num_features, self.feature_prefix, self.label_key, self.input)
         distribute.check_name(self.distribution_strategy)
         stream_input.check_strategy(self.input, self.distribution_strategy)
         if self.model not in MODELS:
@@ -327,6 +347,8 @@ def prepare_data(config: TrainConfig, strategy: Optional[tf.distribute.Strategy]
     training lists of this process's input pipelines only, and the evaluation lists on the chief (without a
     strategy, each when first used).
     """
+    if config.dataset in file_input.DATASETS:
+        return _prepare_file_data(config)
     if config.input == stream_input.STREAM:
         ranking_data = _prepare_streamed_data(config)
         if strategy is not None:
@@ -381,6 +403,8 @@ def _feature_tables(config: TrainConfig, train_ratings: tf.data.Dataset, user_vo
 
 def build_model(config: TrainConfig, ranking_data: "RankingData") -> keras.Model:
     """The ranking model ``config.model`` names, over ``ranking_data``'s vocabularies (and feature tables)."""
+    if config.dataset in file_input.DATASETS:
+        return dnn_models.DNNRankingModel(_file_feature_names(config))
     if config.model == TUTORIAL_MODEL:
         return models.RankingModel(ranking_data.user_vocabulary, ranking_data.movie_vocabulary,
                                    embedding_dim=config.embedding_dim)
@@ -392,6 +416,24 @@ def build_model(config: TrainConfig, ranking_data: "RankingData") -> keras.Model
             ranking_data.user_vocabulary, ranking_data.movie_vocabulary, embedding_dim=config.embedding_dim,
             tables=ranking_data.feature_tables)
     raise ValueError(f"model={config.model!r}: must be one of {', '.join(MODELS)}")
+
+
+def _file_feature_names(config: TrainConfig) -> List[str]:
+    return file_input.feature_names(config.dataset, config.num_features, config.feature_prefix)
+
+
+def _prepare_file_data(config: TrainConfig) -> RankingData:
+    """The lists of ``config.train_path``, ``valid_path`` and ``test_path`` (libsvm or elwc): no vocabularies."""
+    read = dict(dataset=config.dataset, num_features=config.num_features, feature_prefix=config.feature_prefix,
+                label_key=config.label_key)
+    train_features, train_labels = file_input.load_training_lists(path=config.train_path,
+                                                                  list_size=config.list_size, **read)
+    no_ids = np.zeros([0], np.int64)
+    return RankingData(
+        train_features=train_features, train_labels=train_labels,
+        val=file_input.evaluation_lists(path=config.valid_path, batch_size=config.batch_size, **read),
+        test=file_input.evaluation_lists(path=config.test_path, batch_size=config.batch_size, **read),
+        user_vocabulary=no_ids, movie_vocabulary=no_ids, batch_size=config.batch_size)
 
 
 def _prepare_streamed_data(config: TrainConfig) -> stream_input.StreamedRankingData:
@@ -489,7 +531,8 @@ class _Trainer:
             self.loss = tfrank_losses.get(loss_name)
             learning_rate = config.learning_rate
             if learning_rate is None and config.optimizer == "adagrad":
-                learning_rate = default_learning_rate(self.loss)
+                learning_rate = (DNN_LEARNING_RATE if config.dataset in file_input.DATASETS
+                                 else default_learning_rate(self.loss))
             self.ema_momentum = config.ema_momentum
             if self.ema_momentum is None:
                 self.ema_momentum = default_ema_momentum(self.loss)
