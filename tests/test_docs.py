@@ -155,6 +155,9 @@ def _env():
 def _localise(command: str, root, movielens_dir) -> list[str]:
     """The command's words with the documents' paths moved to ``root`` and the MovieLens folder of the tests."""
     command = command.replace("../shared/data/ml-100k", str(movielens_dir))
+    # TF Ranking's example files (Apache 2.0) sit beside the repo as MovieLens does; CI's clone has them there too.
+    command = command.replace("../shared/data/tf-ranking-examples", str(REPO_ROOT.parent / "shared" / "data" /
+                                                                         "tf-ranking-examples"))
     command = re.sub(r"/tmp/tfrank_export\b", str(root / "export" / "pairwise_hinge"), command)
     command = re.sub(r"/tmp/tfrank\b", str(root), command)
     words = shlex.split(command)

@@ -9,6 +9,7 @@ training run behind ``bin/train.py`` (one process or a ``tf.distribute`` cluster
 from tfrank import (
     baselines,
     data,
+    dnn_models,
     export,
     feature_models,
     keras,
@@ -23,5 +24,5 @@ from tfrank import (
 
 __version__ = "0.1.0"
 
-__all__ = ["baselines", "data", "export", "feature_models", "keras", "layers", "losses", "metrics", "models", "ops",
+__all__ = ["baselines", "data", "dnn_models", "export", "feature_models", "keras", "layers", "losses", "metrics", "models", "ops",
            "optimizers", "training"]
