@@ -24,5 +24,5 @@ from tfrank import (
 
 __version__ = "0.1.0"
 
-__all__ = ["baselines", "data", "dnn_models", "export", "feature_models", "keras", "layers", "losses", "metrics", "models", "ops",
-           "optimizers", "training"]
+__all__ = ["baselines", "data", "dnn_models", "export", "feature_models", "keras", "layers", "losses", "metrics",
+           "models", "ops", "optimizers", "training"]
