@@ -3,6 +3,7 @@ input, the registry, serialisation and Keras training. TF Ranking equality lives
 
 import doctest
 import importlib
+import inspect
 import math
 
 import keras
@@ -384,6 +385,25 @@ def test_other_bad_arguments_are_rejected():
         losses.GumbelApproxNDCGLoss(gumbel_temperature=0)
     with pytest.raises(ValueError, match="ListMLELoss"):
         losses.PairwiseHingeLoss(lambda_weight=losses.ListMLELambdaWeight())
+
+
+@pytest.mark.parametrize("loss_class, temperature", [
+    (losses.PairwiseHingeLoss, 1.0), (losses.PairwiseLogisticLoss, 1.0), (losses.PairwiseSoftZeroOneLoss, 1.0),
+    (losses.PairwiseMSELoss, 1.0), (losses.ApproxNDCGLoss, 0.1), (losses.ApproxMRRLoss, 0.1),
+], ids=lambda value: getattr(value, "__name__", str(value)))
+def test_constructor_takes_tf_rankings_arguments_in_order_with_its_default_temperature(loss_class, temperature):
+    assert list(inspect.signature(loss_class).parameters) == [
+        "reduction", "name", "lambda_weight", "temperature", "ragged", "kwargs"]
+    assert loss_class().temperature == temperature
+    loss = loss_class("sum", "ranked", losses.NDCGLambdaWeight(topn=2), 2.0, True)
+    assert (loss.reduction, loss.name, loss.lambda_weight.topn, loss.temperature, loss.ragged) == (
+        "sum", "ranked", 2, 2.0, True)
+
+
+@pytest.mark.parametrize("loss_class", [losses.PairwiseLogisticLoss, losses.YetiLogisticLoss])
+def test_pairwise_losses_refuse_a_lambda_weight_without_pair_weights(loss_class):
+    with pytest.raises(ValueError, match="ListMLELambdaWeight.*has no pair weights; use it with ListMLELoss"):
+        loss_class(lambda_weight=losses.ListMLELambdaWeight())
 
 
 

@@ -33,6 +33,12 @@ def build_loss(case):
 
 
 def value_and_grad(loss, case):
+    """The loss's value and its gradient w.r.t. the scores (the flat values for ragged cases), as numpy arrays."""
+    value, grad = value_and_grad_tensors(loss, case)
+    return value.numpy(), tf.convert_to_tensor(grad).numpy()
+
+
+def value_and_grad_tensors(loss, case):
     labels = tf.constant(case["labels"], tf.float32)
     scores = tf.constant(case["scores"], tf.float32)
     weights = case.get("weights")
@@ -47,7 +53,7 @@ def value_and_grad(loss, case):
         tape.watch(scores)
         predictions = scores if lengths is None else tf.RaggedTensor.from_row_lengths(scores, lengths)
         value = loss(labels, predictions, weights)
-    return value.numpy(), tf.convert_to_tensor(tape.gradient(value, scores)).numpy()
+    return value, tape.gradient(value, scores)
 
 
 def case_id(case):
@@ -87,24 +93,6 @@ CATALOGUE_CASES = CATALOGUE["losses"]
 def graph_value_and_grad(loss, case):
     """``value_and_grad`` traced inside one ``tf.function`` (the way ``fit`` runs a loss)."""
     return tf.function(lambda: [tf.convert_to_tensor(x) for x in value_and_grad_tensors(loss, case)])()
-
-
-def value_and_grad_tensors(loss, case):
-    labels = tf.constant(case["labels"], tf.float32)
-    scores = tf.constant(case["scores"], tf.float32)
-    weights = case.get("weights")
-    weights = None if weights is None else tf.constant(weights, tf.float32)
-    lengths = case.get("row_lengths")
-    if lengths is not None:
-        labels = tf.RaggedTensor.from_tensor(labels, lengths=lengths)
-        scores = tf.RaggedTensor.from_tensor(scores, lengths=lengths).flat_values
-        if weights is not None and weights.shape[1] != 1:
-            weights = tf.RaggedTensor.from_tensor(weights, lengths=lengths)
-    with tf.GradientTape() as tape:
-        tape.watch(scores)
-        predictions = scores if lengths is None else tf.RaggedTensor.from_row_lengths(scores, lengths)
-        value = loss(labels, predictions, weights)
-    return value, tape.gradient(value, scores)
 
 
 def _topk_beyond_list_size(case):

@@ -119,12 +119,18 @@ class RankingLoss(keras.losses.Loss, metaclass=abc.ABCMeta):
         reduction = _standardize_reduction(reduction)
         super().__init__(name=name, reduction=reduction, **kwargs)
         self.temperature = check_positive(temperature, "temperature", type(self).__name__)
+        self.lambda_weight = self._check_lambda_weight(lambda_weight)
+        self.ragged = bool(ragged)
+
+    def _check_lambda_weight(
+        self, lambda_weight: Optional[lambda_weights_lib.LambdaWeight]
+    ) -> Optional[lambda_weights_lib.LambdaWeight]:
+        """``lambda_weight`` if this loss can use it, else ValueError; a family narrows it by overriding this."""
         if lambda_weight is not None and not isinstance(lambda_weight, lambda_weights_lib.LambdaWeight):
             raise ValueError(
                 f"lambda_weight={lambda_weight!r}: must be a tfrank.losses lambda weight such as NDCGLambdaWeight()"
             )
-        self.lambda_weight = lambda_weight
-        self.ragged = bool(ragged)
+        return lambda_weight
 
     @abc.abstractmethod
     def compute(

@@ -230,8 +230,23 @@ def _safe_gain(labels: tf.Tensor) -> tf.Tensor:
     return tf.pow(2.0, labels - max_label) - tf.pow(2.0, -max_label)
 
 
+class _ApproxLoss(ListwiseLoss):
+    """Base of the losses on smooth ranks (``tfrank.ops.approx_ranks``), whose temperature defaults to 0.1."""
+
+    def __init__(
+        self,
+        reduction: Optional[str] = "sum_over_batch_size",
+        name: Optional[str] = None,
+        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
+        temperature: float = 0.1,
+        ragged: bool = False,
+        **kwargs,
+    ):
+        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="tfrank")
-class ApproxNDCGLoss(ListwiseLoss):
+class ApproxNDCGLoss(_ApproxLoss):
     r"""ApproxNDCG (Qin et al., 2010; Bruch et al., 2019): minus NDCG with ranks replaced by smooth ranks.
 
     loss = -(1 / maxDCG) sum_i G(y_i) / ln(1 + r_i), r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / temperature),
@@ -247,17 +262,6 @@ class ApproxNDCGLoss(ListwiseLoss):
     -0.80537
     """
 
-    def __init__(
-        self,
-        reduction: Optional[str] = "sum_over_batch_size",
-        name: Optional[str] = None,
-        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
-        temperature: float = 0.1,
-        ragged: bool = False,
-        **kwargs,
-    ):
-        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
-
     def list_loss(self, labels, scores, mask):
         labels, scores, has_relevant = _prepare_approx_inputs(labels, scores, mask)
         gains = _safe_gain(labels)
@@ -267,7 +271,7 @@ class ApproxNDCGLoss(ListwiseLoss):
 
 
 @keras.saving.register_keras_serializable(package="tfrank")
-class ApproxMRRLoss(ListwiseLoss):
+class ApproxMRRLoss(_ApproxLoss):
     r"""ApproxMRR: minus the label-weighted mean reciprocal smooth rank, -sum_i y_i / r_i / sum_i y_i.
 
     r_i is the smooth rank of ``ApproxNDCGLoss``. Lists whose labels are all 0 get weight 0. Default temperature
@@ -276,17 +280,6 @@ class ApproxMRRLoss(ListwiseLoss):
     >>> round(float(ApproxMRRLoss()([[1.0, 0.0]], [[0.6, 0.8]])), 5)
     -0.53169
     """
-
-    def __init__(
-        self,
-        reduction: Optional[str] = "sum_over_batch_size",
-        name: Optional[str] = None,
-        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
-        temperature: float = 0.1,
-        ragged: bool = False,
-        **kwargs,
-    ):
-        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
 
     def list_loss(self, labels, scores, mask):
         labels, scores, has_relevant = _prepare_approx_inputs(labels, scores, mask)

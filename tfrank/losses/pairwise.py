@@ -137,18 +137,10 @@ class PairwiseLoss(RankingLoss):
       ragged: accept ``tf.RaggedTensor`` labels, scores and per-item weights (dense ones still work).
     """
 
-    def __init__(
-        self,
-        reduction: Optional[str] = "sum_over_batch_size",
-        name: Optional[str] = None,
-        lambda_weight: Optional[lambda_weights_lib.LambdaWeight] = None,
-        temperature: float = 1.0,
-        ragged: bool = False,
-        **kwargs,
-    ):
+    def _check_lambda_weight(self, lambda_weight):
         if isinstance(lambda_weight, lambda_weights_lib.ListMLELambdaWeight):
             raise ValueError(f"lambda_weight={lambda_weight!r} has no pair weights; use it with ListMLELoss")
-        super().__init__(reduction, name, lambda_weight, temperature, ragged, **kwargs)
+        return super()._check_lambda_weight(lambda_weight)
 
     @abc.abstractmethod
     def pairwise_loss(self, pairwise_logits: tf.Tensor) -> tf.Tensor:
