@@ -242,3 +242,12 @@ def test_a_run_on_other_files_does_not_resume_this_one(tmp_path):
     other = training.TrainConfig(**{**fields, "train_path": str(tmp_path / "other.txt")})
     with pytest.raises(training.RunMismatchError, match="--train_path=.*other.txt"):
         training._check_same_run(other, stored, str(tmp_path / training.RUN_CONFIG_FILE))
+
+
+def test_movielens_ranking_refuses_a_feature_list_export_naming_what_it_serves(tmp_path):
+    model = dnn_models.DNNRankingModel(["1", "2"], hidden_units=(4,))
+    path = export.export_saved_model(model, str(tmp_path / "export"))
+    for call in (lambda: export.vocabularies(path), lambda: export.rank_movies(path, user_id=1, movie_ids=[3])):
+        with pytest.raises(ValueError, match="the export is a feature-list model .* scores serialized ELWC through "
+                                             "its serving_default signature, not user and movie ids"):
+            call()

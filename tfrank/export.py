@@ -321,12 +321,20 @@ def vocabularies(saved_model: str | os.PathLike | Any) -> dict[str, np.ndarray]:
     """
     if isinstance(saved_model, (str, os.PathLike)):
         saved_model = tf.saved_model.load(os.fspath(saved_model))
+    _check_movielens_export(saved_model)
     missing = [attribute for attribute in _VOCABULARIES.values() if not hasattr(saved_model, attribute)]
     if missing:
         raise ValueError(
             f"the export holds no {' or '.join(missing)}: export the model again with this tfrank to save them"
         )
     return {feature: getattr(saved_model, attribute).numpy() for feature, attribute in _VOCABULARIES.items()}
+
+
+def _check_movielens_export(saved_model: Any) -> None:
+    """Raises ValueError when ``saved_model`` scores item features (ELWC) rather than user and movie ids."""
+    if hasattr(saved_model, "feature_names"):
+        raise ValueError("the export is a feature-list model (trained with --dataset=libsvm or elwc): it scores "
+                         f"serialized ELWC through its {SERVING_SIGNATURE} signature, not user and movie ids")
 
 
 def rank_movies(
@@ -346,6 +354,7 @@ def rank_movies(
         raise ValueError(f"movie_ids {negative[:5]} are negative: movie ids are >= 0 (-1 is padding)")
     if isinstance(saved_model, (str, os.PathLike)):
         saved_model = tf.saved_model.load(os.fspath(saved_model))
+    _check_movielens_export(saved_model)
     outputs = saved_model.signatures[SERVING_SIGNATURE](
         user_id=tf.constant([user_id], tf.int64), movie_id=tf.constant([list(movie_ids)], tf.int64)
     )
