@@ -24,8 +24,9 @@ setup(
     extras_require={
         # TensorFlow no longer installs TensorBoard; the training run writes its event files without it.
         "tensorboard": ["tensorboard>=2.21,<2.22"],
-        # tensorboard: the tests run README's `tensorboard --logdir` command on a real run.
-        "test": ["pytest", "ruff", "tensorboard>=2.21,<2.22"],
+        # tensorboard: the tests run README's `tensorboard --logdir` command on a real run; matplotlib: they draw
+        # bench/quality.py's chart.
+        "test": ["pytest", "ruff", "tensorboard>=2.21,<2.22", "matplotlib"],
         # matplotlib: bench/quality.py --chart.
         "bench": ["keras-rs", "psutil", "matplotlib"],
     },

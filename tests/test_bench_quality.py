@@ -120,7 +120,6 @@ def test_config_values_take_the_field_types():
 
 
 def test_chart_is_a_png_with_a_panel_per_protocol(tmp_path):
-    pytest.importorskip("matplotlib", reason="the chart needs the [bench] extra")
     bench = _load_bench()
     stats = {"mean": 0.93, "ci": [0.92, 0.94], "difference": 0.0, "difference_ci": [0.0, 0.0]}
     summary = {"movie mean": {"lists": stats, "full": stats}, "tiny": {"lists": stats}}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO_ROOT
+from test_export import _QUIET_ENV, _meta_graph, serve_binary  # noqa: F401  (serve_binary is a fixture)
 
 from tfrank import dnn_models, export, file_input, metrics, training
 from tfrank.data import elwc, read_libsvm
@@ -154,7 +155,7 @@ def test_exported_model_serves_elwc_without_tfrank_and_reproduces_test_metric(tr
     assert _ndcg5(vali_labels, scores) == pytest.approx(results["test"]["ndcg@5"], abs=1e-6)
 
 
-def test_export_scores_equal_the_keras_models_on_elwc_built_in_the_test(tmp_path):
+def test_export_scores_equal_the_keras_models_on_elwc_built_in_the_test(tmp_path, serve_binary):  # noqa: F811
     names = ["f1", "f2", "f3"]
     model = dnn_models.DNNRankingModel(names, hidden_units=(8,))
     rng = np.random.default_rng(3)
@@ -177,6 +178,22 @@ def test_export_scores_equal_the_keras_models_on_elwc_built_in_the_test(tmp_path
     np.testing.assert_allclose(np.array(served["serving_default"]), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.array(served["regress"]), expected[mask], rtol=1e-5, atol=1e-6)
     assert np.all(np.array(served["serving_default"])[~mask] == PADDING_SCORE)
+    # The C API loader TF Serving uses, fed the serialized ELWC strings a TF Ranking client sends.
+    np.testing.assert_allclose(_serve_elwc_in_c(serve_binary, str(tmp_path / "export" / "1"), records, tmp_path),
+                               expected.reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def _serve_elwc_in_c(binary, version_dir: str, records_path: str, tmp_path) -> np.ndarray:
+    """``serving_default``'s scores, flat, for the ELWC records of ``records_path``, through the TF C API."""
+    framed = tmp_path / "records.bin"  # each record: its 4-byte little-endian length, then its bytes
+    framed.write_bytes(b"".join(len(record).to_bytes(4, "little") + record
+                                for record in tf.data.TFRecordDataset(records_path).as_numpy_iterator()))
+    meta_graph = _meta_graph(version_dir).signature_def["serving_default"]
+    argv = [str(binary), "--strings", version_dir, meta_graph.inputs["inputs"].name,
+            meta_graph.outputs["outputs"].name, str(framed)]
+    process = subprocess.run(argv, capture_output=True, text=True, env=_QUIET_ENV, timeout=120)
+    assert process.returncode == 0, process.stderr[-2000:]
+    return np.array([float(line) for line in process.stdout.split()], np.float32)
 
 
 def test_training_lists_are_cut_to_list_size_and_evaluation_lists_are_whole(vali_labels):
