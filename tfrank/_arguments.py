@@ -29,6 +29,13 @@ def check_topn(topn, owner: str, required: bool = False) -> Optional[int]:
     return int(topn)
 
 
+def check_count(value, name: str, owner: str, meaning: str = "an int >= 1") -> int:
+    """``value`` as an int >= 1 (a sample size, a number of levels); ValueError naming it and ``meaning`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}: {owner} needs {meaning}")
+    return value
+
+
 def check_positive(value, name: str, owner: str) -> float:
     """``value`` as a float > 0 (a temperature, say); ValueError naming the value otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:

@@ -15,14 +15,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tfrank._arguments import check_positive
-
-
-def check_sample_size(sample_size, owner: str) -> int:
-    """``sample_size`` as an int >= 1; ValueError naming the value otherwise."""
-    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
-        raise ValueError(f"sample_size={sample_size!r}: {owner} needs an int >= 1")
-    return sample_size
+from tfrank._arguments import check_count, check_positive
 
 
 def stateless_gumbel(shape, seed: Optional[int]) -> tf.Tensor:
@@ -42,7 +35,7 @@ class GumbelSampling:
     """Mixin for a ``RankingLoss`` evaluated on Gumbel-sampled copies of each list (see the module docstring)."""
 
     def _init_gumbel(self, sample_size: int, gumbel_temperature: float, seed: Optional[int]):
-        self.sample_size = check_sample_size(sample_size, type(self).__name__)
+        self.sample_size = check_count(sample_size, "sample_size", type(self).__name__)
         self.gumbel_temperature = check_positive(gumbel_temperature, "gumbel_temperature", type(self).__name__)
         self.seed = seed
 

@@ -14,10 +14,10 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tfrank import ops
+from tfrank import _arguments, ops
 from tfrank.losses import lambda_weights as lambda_weights_lib
 from tfrank.losses._base import ItemVectorScores, RankingLoss, list_weights
-from tfrank.losses._gumbel import GumbelSampling, check_sample_size, stateless_gumbel
+from tfrank.losses._gumbel import GumbelSampling, stateless_gumbel
 
 # Smallest probability: padded items get log(_EPSILON) as score where they must weigh ~nothing in a softmax.
 _EPSILON = 1e-10
@@ -402,9 +402,9 @@ class CoupledRankDistilLoss(ListwiseLoss):
         **kwargs,
     ):
         super().__init__(reduction, name, None, 1.0 if temperature is None else temperature, ragged, **kwargs)
-        self.sample_size = check_sample_size(sample_size, "CoupledRankDistilLoss")
-        if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
-            raise ValueError(f"topk={topk!r}: CoupledRankDistilLoss needs None (the whole list) or an int >= 1")
+        self.sample_size = _arguments.check_count(sample_size, "sample_size", "CoupledRankDistilLoss")
+        if topk is not None:
+            _arguments.check_count(topk, "topk", "CoupledRankDistilLoss", "None (the whole list) or an int >= 1")
         self.topk = topk
         self.seed = seed
 

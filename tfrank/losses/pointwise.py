@@ -12,6 +12,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from tfrank import _arguments
 from tfrank.losses._base import ItemVectorScores, RankingLoss, item_weights
 
 
@@ -108,9 +109,8 @@ class OrdinalLoss(_ItemVectorLoss):
         **kwargs,
     ):
         super().__init__(reduction=reduction, name=name, ragged=ragged, **kwargs)
-        if isinstance(ordinal_size, bool) or not isinstance(ordinal_size, int) or ordinal_size < 1:
-            raise ValueError(f"ordinal_size={ordinal_size!r}: OrdinalLoss needs an int >= 1, the number of levels")
-        self.ordinal_size = ordinal_size
+        self.ordinal_size = _arguments.check_count(ordinal_size, "ordinal_size", "OrdinalLoss",
+                                                   "an int >= 1, the number of levels")
         self.use_fraction_label = bool(use_fraction_label)
 
     def ordinals(self, labels: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
